@@ -1,0 +1,28 @@
+"""Operation handlers, one module per resource family.
+
+A handler is a plain function ``handler(ctx: RequestContext, request: dict) -> dict``:
+the request was already validated against botocore's input shape, and the returned dict
+is shaped by the output shape. ``OPERATIONS`` maps botocore service name -> operation
+name -> handler; anything not listed answers ``NotImplemented`` naming the operation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from . import identity, logs, modelregistry, s3
+
+Handler = Callable[..., dict[str, Any]]
+
+OPERATIONS: dict[str, dict[str, Handler]] = {
+    "sagemaker": {**modelregistry.OPERATIONS},
+    "s3": s3.OPERATIONS,
+    "logs": logs.OPERATIONS,
+    "sts": identity.STS_OPERATIONS,
+    "iam": identity.IAM_OPERATIONS,
+}
+
+
+def find_handler(service: str, operation: str) -> Handler | None:
+    return OPERATIONS.get(service, {}).get(operation)
