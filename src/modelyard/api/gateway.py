@@ -1,0 +1,287 @@
+"""One port, many AWS protocols: authenticate each request, pick its codec, run its handler.
+
+The SigV4 credential scope names the service a client meant (s3, sagemaker, sts, ...);
+the request's shape then picks the protocol: ``X-Amz-Target`` for JSON 1.1, a form with
+``Action`` for query, ``/endpoints/...`` for the SageMaker runtime, anything else for S3.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+import uuid
+from typing import Any
+from urllib.parse import parse_qsl, unquote
+
+import cbor2
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from ..platform import Platform
+from ..services import find_handler
+from . import jsonproto, query, restxml, sigv4
+from .context import RequestContext
+from .errors import AwsError, not_implemented
+from .shapes import operation_model, parse_input, service_model
+
+log = logging.getLogger("modelyard.gateway")
+
+S3_AUTH_ERROR_CODES = {
+    "missing": "AccessDenied",
+    "unknown-key": "InvalidAccessKeyId",
+    "mismatch": "SignatureDoesNotMatch",
+    "expired": "AccessDenied",
+    "skewed": "RequestTimeTooSkewed",
+    "malformed": "AuthorizationHeaderMalformed",
+}
+# Host names that address the server itself; "<bucket>.<one of these>" is virtual-hosted S3.
+SERVER_HOST_SUFFIXES = ("localhost", "s3.amazonaws.com")
+
+
+class Gateway:
+    def __init__(self, platform: Platform) -> None:
+        self.platform = platform
+        self.settings = platform.settings
+
+    async def health(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok", "region": self.settings.region})
+
+    async def handle(self, request: Request) -> Response:
+        started = time.perf_counter()
+        request_id = uuid.uuid4().hex
+        protocol, service, operation = "s3", "s3", "-"
+        try:
+            protocol = _guess_protocol(request)
+            bucket = self._virtual_host_bucket(request.headers.get("host", ""))
+            if bucket is not None:
+                protocol = "s3"
+            raw_query = request.scope.get("query_string", b"").decode("latin-1")
+            query_params = dict(parse_qsl(raw_query, keep_blank_values=True))
+            auth = sigv4.read_authorization(request.headers, query_params)
+            service = auth.service
+            if service == "s3" or bucket is not None:
+                protocol = "s3"
+                response = await self._handle_s3(request, request_id, auth, bucket, raw_query)
+            elif protocol == "query" or service in query.QUERY_SERVICES:
+                protocol = "query"
+                service, operation, response = await self._handle_query(
+                    request, request_id, auth, raw_query
+                )
+            elif protocol == "json":
+                service, operation, response = await self._handle_json(
+                    request, request_id, auth, raw_query
+                )
+            else:
+                response = await self._handle_other(request, request_id, auth, raw_query, protocol)
+        except AwsError as error:
+            response = _render_error(protocol, error, request_id, request)
+        except Exception:  # noqa: BLE001 - the client gets an AWS-shaped 500, the log the trace
+            log.exception("internal error in %s %s (request %s)", service, operation, request_id)
+            error = AwsError(
+                "InternalFailure",
+                f"modelyard hit an internal error (request id {request_id}); the server log "
+                "has the details.",
+                status=500,
+            )
+            response = _render_error(protocol, error, request_id, request)
+        elapsed = (time.perf_counter() - started) * 1000
+        log.info("%s %s %s %d %.1fms", service, operation, request_id[:8], response.status_code, elapsed)
+        return response
+
+    # --- per protocol ----------------------------------------------------------------
+
+    async def _handle_s3(
+        self, request: Request, request_id: str, auth: sigv4.Authorization,
+        bucket: str | None, raw_query: str,
+    ) -> Response:
+        payload_hash = (
+            sigv4.UNSIGNED_PAYLOAD if auth.presigned
+            else request.headers.get("x-amz-content-sha256", "")
+        )
+        if not payload_hash:
+            raise sigv4.AuthFailure(
+                "malformed", "S3 requests must carry x-amz-content-sha256 (SigV4)."
+            )
+        self._verify(request, auth, raw_query, payload_hash)
+        path = unquote(request.scope.get("raw_path", b"/").decode("latin-1"))
+        if bucket is None:
+            bucket, _, key = path.lstrip("/").partition("/")
+            bucket = bucket or None
+        else:
+            key = path[1:] if path.startswith("/") else path
+        ctx = self._context(request_id, "s3", "", auth)
+        return await restxml.handle_s3_request(request, ctx, bucket, key or None, payload_hash)
+
+    async def _handle_json(
+        self, request: Request, request_id: str, auth: sigv4.Authorization, raw_query: str
+    ) -> tuple[str, str, Response]:
+        body = await self._read_bounded_body(request)
+        self._verify(request, auth, raw_query, _payload_hash(request, body))
+        service, operation = jsonproto.read_target(request.headers["x-amz-target"])
+        params = jsonproto.read_body(body)
+        result, output_shape = await self._invoke(request_id, auth, service, operation, params)
+        return service, operation, jsonproto.render_result(output_shape, result, request_id)
+
+    async def _handle_query(
+        self, request: Request, request_id: str, auth: sigv4.Authorization, raw_query: str
+    ) -> tuple[str, str, Response]:
+        body = await self._read_bounded_body(request)
+        self._verify(request, auth, raw_query, _payload_hash(request, body))
+        form = {**dict(parse_qsl(raw_query)), **query.read_form(body)}
+        operation = form.get("Action", "")
+        service = auth.service if auth.service in query.QUERY_SERVICES else "sts"
+        model = operation_model(service, operation)
+        params = query.unflatten(model.input_shape, form) if model else {}
+        result, output_shape = await self._invoke(
+            request_id, auth, service, operation, params, strings=True
+        )
+        namespace = service_model(service).metadata.get("xmlNamespace", "")
+        return service, operation, query.render_result(
+            operation, output_shape, result, namespace, request_id
+        )
+
+    async def _handle_other(
+        self, request: Request, request_id: str, auth: sigv4.Authorization, raw_query: str,
+        protocol: str,
+    ) -> Response:
+        body = await self._read_bounded_body(request)
+        self._verify(request, auth, raw_query, _payload_hash(request, body))
+        if protocol == "rest-json" and request.url.path.startswith("/endpoints/"):
+            raise not_implemented("sagemaker-runtime", "InvokeEndpoint")
+        if protocol == "cbor":
+            raise not_implemented("cloudwatch", request.url.path.rsplit("/", 1)[-1])
+        raise AwsError(
+            "UnknownOperationException",
+            f"modelyard cannot tell which {auth.service} operation {request.method} "
+            f"{request.url.path} is; check the client's endpoint and service.",
+        )
+
+    # --- shared steps ----------------------------------------------------------------
+
+    async def _invoke(
+        self, request_id: str, auth: sigv4.Authorization, service: str, operation: str,
+        raw_params: dict[str, Any], *, strings: bool = False,
+    ) -> tuple[dict[str, Any], Any]:
+        model = operation_model(service, operation)
+        if model is None:
+            raise AwsError(
+                "UnknownOperationException" if service != "sts" else "InvalidAction",
+                f"{operation!r} is not an operation of {service}.",
+            )
+        params = parse_input(model.input_shape, raw_params, strings=strings)
+        handler = find_handler(service, operation)
+        if handler is None:
+            raise not_implemented(service, operation)
+        ctx = self._context(request_id, service, operation, auth)
+        result = await run_in_threadpool(handler, ctx, params)
+        return result, model.output_shape
+
+    def _verify(
+        self, request: Request, auth: sigv4.Authorization, raw_query: str, payload_hash: str
+    ) -> None:
+        credentials = self.settings.credentials
+        sigv4.verify(
+            auth,
+            method=request.method,
+            raw_path=request.scope.get("raw_path", b"/").decode("latin-1") or "/",
+            raw_query=raw_query,
+            headers=request.headers,
+            payload_hash=payload_hash,
+            secret_for=lambda key: (
+                credentials.secret_access_key if key == credentials.access_key_id else None
+            ),
+            now=self.platform.clock.now(),
+            max_skew_seconds=self.settings.max_clock_skew_seconds,
+        )
+
+    def _context(
+        self, request_id: str, service: str, operation: str, auth: sigv4.Authorization
+    ) -> RequestContext:
+        return RequestContext(self.platform, request_id, service, operation, auth.access_key_id)
+
+    async def _read_bounded_body(self, request: Request) -> bytes:
+        limit = self.settings.max_api_request_bytes
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise _too_large(limit)
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(limit)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _virtual_host_bucket(self, host_header: str) -> str | None:
+        host = host_header.rsplit(":", 1)[0] if not host_header.startswith("[") else ""
+        host = host.lower()
+        suffixes = (*SERVER_HOST_SUFFIXES, f"s3.{self.settings.region}.amazonaws.com")
+        if self.settings.host not in ("127.0.0.1", "0.0.0.0", "::", "::1"):
+            suffixes = (*suffixes, self.settings.host.lower())
+        for suffix in suffixes:
+            if host.endswith("." + suffix):
+                bucket = host[: -len(suffix) - 1]
+                return bucket or None
+        return None
+
+
+def _guess_protocol(request: Request) -> str:
+    headers = request.headers
+    if "x-amz-target" in headers:
+        return "json"
+    if headers.get("smithy-protocol") == "rpc-v2-cbor":
+        return "cbor"
+    content_type = headers.get("content-type", "")
+    if request.method == "POST" and content_type.startswith("application/x-www-form-urlencoded"):
+        return "query"
+    if request.url.path.startswith(("/endpoints/", "/inference-components/")):
+        return "rest-json"
+    return "s3"
+
+
+def _payload_hash(request: Request, body: bytes) -> str:
+    actual = hashlib.sha256(body).hexdigest()
+    claimed = request.headers.get("x-amz-content-sha256")
+    if claimed and claimed != sigv4.UNSIGNED_PAYLOAD and claimed != actual:
+        raise AwsError(
+            "InvalidSignatureException",
+            "x-amz-content-sha256 does not match the body that arrived.",
+            status=400,
+        )
+    return claimed or actual
+
+
+def _too_large(limit: int) -> AwsError:
+    return AwsError(
+        "RequestEntityTooLarge",
+        f"The request body is over modelyard's limit of {limit // (1024 * 1024)} MiB for API "
+        "calls; put large data in S3 and pass its URI.",
+        status=413,
+    )
+
+
+def _render_error(protocol: str, error: AwsError, request_id: str, request: Request) -> Response:
+    if isinstance(error, sigv4.AuthFailure):
+        codes = {
+            "json": jsonproto.AUTH_ERROR_CODES,
+            "rest-json": jsonproto.AUTH_ERROR_CODES,
+            "cbor": jsonproto.AUTH_ERROR_CODES,
+            "query": query.AUTH_ERROR_CODES,
+        }.get(protocol, S3_AUTH_ERROR_CODES)
+        error = AwsError(codes[error.kind], error.message, status=403)
+    if protocol == "query":
+        return query.render_error(error, request_id)
+    if protocol in ("json", "rest-json"):
+        return jsonproto.render_error(error, request_id)
+    if protocol == "cbor":
+        return Response(
+            cbor2.dumps({"__type": error.code, "message": error.message}),
+            status_code=error.status,
+            media_type="application/cbor",
+            headers={"smithy-protocol": "rpc-v2-cbor", "x-amzn-RequestId": request_id},
+        )
+    return restxml.render_s3_error(
+        error, request_id, head=request.method == "HEAD", resource=request.url.path
+    )

@@ -1,0 +1,127 @@
+"""The AWS query protocol: form-encoded ``Action=...`` requests, XML responses (STS, IAM)."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qsl
+from xml.etree import ElementTree
+
+from botocore.model import Shape
+from starlette.responses import Response
+
+from .errors import AwsError
+from .shapes import format_iso8601, parse_timestamp
+
+QUERY_SERVICES = ("sts", "iam")
+
+
+def read_form(body: bytes) -> dict[str, str]:
+    try:
+        return dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+    except UnicodeDecodeError:
+        raise AwsError("MalformedQueryString", "The request body is not UTF-8 form data.") from None
+
+
+def unflatten(shape: Shape | None, form: dict[str, str], prefix: str = "") -> Any:
+    """Turn ``Tags.member.1.Key=k`` style fields into nested values following ``shape``."""
+    if shape is None:
+        return {}
+    kind = shape.type_name
+    if kind == "structure":
+        result = {}
+        for name, member in shape.members.items():
+            key = f"{prefix}{member.serialization.get('name', name)}"
+            value = unflatten(member, form, key)
+            if value is not None:
+                result[name] = value
+        return result if result or not prefix else None
+    if kind == "list":
+        flattened = shape.serialization.get("flattened")
+        item_name = shape.member.serialization.get("name", "member")
+        base = f"{prefix}." if flattened else f"{prefix}.{item_name}."
+        items, index = [], 1
+        while any(field == f"{base}{index}" or field.startswith(f"{base}{index}.") for field in form):
+            items.append(unflatten(shape.member, form, f"{base}{index}"))
+            index += 1
+        if not items and form.get(prefix) == "":
+            return []
+        return items or None
+    if kind == "map":
+        result, index = {}, 1
+        while f"{prefix}.entry.{index}.key" in form:
+            key = form[f"{prefix}.entry.{index}.key"]
+            result[key] = unflatten(shape.value, form, f"{prefix}.entry.{index}.value")
+            index += 1
+        return result or None
+    return form.get(prefix)
+
+
+def render_result(
+    operation: str, output_shape: Shape | None, result: dict[str, Any], namespace: str,
+    request_id: str,
+) -> Response:
+    root = ElementTree.Element(f"{operation}Response", xmlns=namespace)
+    if output_shape is not None:
+        wrapper_name = output_shape.serialization.get("resultWrapper", f"{operation}Result")
+        wrapper = ElementTree.SubElement(root, wrapper_name)
+        _append_members(wrapper, output_shape, result or {})
+    metadata = ElementTree.SubElement(root, "ResponseMetadata")
+    ElementTree.SubElement(metadata, "RequestId").text = request_id
+    return _xml_response(root, 200, request_id)
+
+
+def render_error(error: AwsError, request_id: str) -> Response:
+    root = ElementTree.Element("ErrorResponse")
+    element = ElementTree.SubElement(root, "Error")
+    ElementTree.SubElement(element, "Type").text = "Sender" if error.sender_fault else "Receiver"
+    ElementTree.SubElement(element, "Code").text = error.code
+    ElementTree.SubElement(element, "Message").text = error.message
+    ElementTree.SubElement(root, "RequestId").text = request_id
+    return _xml_response(root, error.status, request_id)
+
+
+def _append_members(parent: ElementTree.Element, shape: Shape, value: dict[str, Any]) -> None:
+    for name, member in shape.members.items():
+        if value.get(name) is None:
+            continue
+        element = ElementTree.SubElement(parent, member.serialization.get("name", name))
+        _fill(element, member, value[name])
+
+
+def _fill(element: ElementTree.Element, shape: Shape, value: Any) -> None:
+    kind = shape.type_name
+    if kind == "structure":
+        _append_members(element, shape, value)
+    elif kind == "list":
+        item_name = shape.member.serialization.get("name", "member")
+        for item in value:
+            _fill(ElementTree.SubElement(element, item_name), shape.member, item)
+    elif kind == "map":
+        for key, item in value.items():
+            entry = ElementTree.SubElement(element, "entry")
+            ElementTree.SubElement(entry, "key").text = str(key)
+            _fill(ElementTree.SubElement(entry, "value"), shape.value, item)
+    elif kind == "timestamp":
+        element.text = format_iso8601(parse_timestamp(value))
+    elif kind == "boolean":
+        element.text = "true" if value else "false"
+    else:
+        element.text = str(value)
+
+
+def _xml_response(root: ElementTree.Element, status: int, request_id: str) -> Response:
+    body = b'<?xml version="1.0" encoding="UTF-8"?>\n' + ElementTree.tostring(root)
+    return Response(
+        body, status_code=status, media_type="text/xml",
+        headers={"x-amzn-RequestId": request_id},
+    )
+
+
+AUTH_ERROR_CODES = {
+    "missing": "MissingAuthenticationToken",
+    "unknown-key": "InvalidClientTokenId",
+    "mismatch": "SignatureDoesNotMatch",
+    "expired": "ExpiredToken",
+    "skewed": "RequestExpired",
+    "malformed": "IncompleteSignature",
+}
