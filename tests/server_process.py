@@ -37,6 +37,7 @@ class ServerProcess:
     @classmethod
     def start(cls, data_dir: Path, port: int | None = None, **extra_env: str) -> "ServerProcess":
         port = port or free_port()
+        Path(data_dir).mkdir(parents=True, exist_ok=True)
         env = {
             **os.environ,
             "MODELYARD_ACCESS_KEY_ID": ACCESS_KEY,

@@ -24,6 +24,7 @@ from .errors import AwsError
 log = logging.getLogger(__name__)
 
 _MAX_REPORTED_ERRORS = 10
+_MAX_ENUM_SHOWN = 40
 
 
 @functools.lru_cache(maxsize=None)
@@ -136,7 +137,8 @@ def _parse_scalar(shape: Shape, value: Any, path: str, errors: _Collector, strin
         _check_length(shape, value, len(value), path, errors)
         enum = shape.enum
         if enum and value not in enum:
-            errors.add(value, path, f"Member must satisfy enum value set: [{', '.join(enum)}]")
+            shown = ", ".join(enum[:_MAX_ENUM_SHOWN]) + (", ..." if len(enum) > _MAX_ENUM_SHOWN else "")
+            errors.add(value, path, f"Member must satisfy enum value set: [{shown}]")
         pattern = shape.metadata.get("pattern")
         if pattern:
             compiled = _compile_pattern(pattern)
