@@ -43,6 +43,9 @@ class Settings:
     max_object_bytes: int = 5 * GiB
     # Allowed difference between a request's X-Amz-Date and the server clock.
     max_clock_skew_seconds: int = 15 * 60
+    # Jobs running at once; more wait in a queue. Each job also gets at most its
+    # instance type's vCPUs, capped by this machine's cores.
+    max_concurrent_jobs: int = field(default_factory=lambda: os.cpu_count() or 1)
 
     @property
     def endpoint_url(self) -> str:
@@ -79,6 +82,7 @@ def load_settings(
         database_url=database_url or env.get("MODELYARD_DATABASE_URL") or None,
         account_id=env.get("MODELYARD_ACCOUNT_ID") or identity["account_id"],
         credentials=_resolve_credentials(directory, identity),
+        max_concurrent_jobs=int(env.get("MODELYARD_MAX_CONCURRENT_JOBS") or os.cpu_count() or 1),
     )
 
 

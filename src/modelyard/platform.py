@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+import os
 from dataclasses import dataclass
 
 from .config import Settings
+from .engine import processing_job, training_job
 from .engine.clock import Clock
+from .engine.executor import Executor, JobKind
+from .engine.sandbox import check_sandbox_support
 from .store.db import Database
 from .store.objects import LocalObjectStore, ObjectStore
 from .store.resources import ResourceStore
@@ -18,6 +23,7 @@ class Platform:
     db: Database
     resources: ResourceStore
     objects: ObjectStore
+    executor: Executor = None  # type: ignore[assignment] - set by open()
 
     @classmethod
     def open(cls, settings: Settings, clock: Clock | None = None) -> "Platform":
@@ -25,13 +31,34 @@ class Platform:
         database.create_schema()
         objects = LocalObjectStore(database, settings.data_dir / "objects", settings)
         objects.recover()
-        return cls(
+        platform = cls(
             settings=settings,
             clock=clock or Clock(),
             db=database,
             resources=ResourceStore(database),
             objects=objects,
         )
+        platform.executor = Executor(platform, JOB_KINDS, settings.max_concurrent_jobs)
+        _prepare_job_sandboxes()
+        platform.executor.start()
+        return platform
 
     def close(self) -> None:
+        self.executor.shutdown()
         self.db.close()
+
+
+JOB_KINDS = {
+    training_job.KIND: JobKind(training_job.run_training_job, training_job.recover_training_job),
+    processing_job.KIND: JobKind(
+        processing_job.run_processing_job, processing_job.recover_processing_job),
+}
+
+
+def _prepare_job_sandboxes() -> None:
+    if os.geteuid() == 0:
+        # A real mount point keeps the rest of /opt visible inside job sandboxes.
+        os.makedirs("/opt/ml", exist_ok=True)
+    problem = check_sandbox_support()
+    if problem:
+        logging.getLogger("modelyard").warning("jobs cannot run on this machine: %s", problem)

@@ -104,8 +104,10 @@ class Gateway:
             raise sigv4.AuthFailure(
                 "malformed", "S3 requests must carry x-amz-content-sha256 (SigV4)."
             )
-        self._verify(request, auth, raw_query, payload_hash)
-        path = unquote(request.scope.get("raw_path", b"/").decode("latin-1"))
+        raw_path = request.scope.get("raw_path", b"/").decode("latin-1")
+        resource_path = raw_path if bucket is None else f"/{bucket}{raw_path}"
+        self._verify(request, auth, raw_query, payload_hash, resource_path=resource_path)
+        path = unquote(raw_path)
         if bucket is None:
             bucket, _, key = path.lstrip("/").partition("/")
             bucket = bucket or None
@@ -179,7 +181,8 @@ class Gateway:
         return result, model.output_shape
 
     def _verify(
-        self, request: Request, auth: sigv4.Authorization, raw_query: str, payload_hash: str
+        self, request: Request, auth: sigv4.Authorization, raw_query: str, payload_hash: str,
+        *, resource_path: str | None = None,
     ) -> None:
         credentials = self.settings.credentials
         sigv4.verify(
@@ -194,6 +197,7 @@ class Gateway:
             ),
             now=self.platform.clock.now(),
             max_skew_seconds=self.settings.max_clock_skew_seconds,
+            resource_path=resource_path,
         )
 
     def _context(

@@ -1,4 +1,8 @@
-"""AWS Signature Version 4 verification, for header-signed requests and presigned URLs.
+"""AWS request signatures: Version 4 (headers and presigned URLs) and S3's legacy query form.
+
+boto3 still presigns S3 URLs in us-east-1 with Signature Version 2
+(``?AWSAccessKeyId=...&Signature=...&Expires=...``), so that form is verified too, for S3
+only.
 
 The server recomputes the signature from what arrived on the wire (method, raw path,
 query, signed headers, payload hash) and compares it, in constant time, with the one the
@@ -7,6 +11,7 @@ client sent. See https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_sigv
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 from calendar import timegm
@@ -36,6 +41,8 @@ class Authorization:
     timestamp: str  # X-Amz-Date, e.g. 20261123T120000Z
     presigned: bool
     expires_seconds: int | None = None
+    version: int = 4
+    expires_at: float | None = None  # Signature Version 2: absolute expiry, epoch seconds
 
 
 class AuthFailure(AwsError):
@@ -53,6 +60,8 @@ def read_authorization(headers: Mapping[str, str], query: Mapping[str, str]) -> 
         return _from_header(header, headers)
     if "X-Amz-Signature" in query or "X-Amz-Credential" in query:
         return _from_query(query)
+    if "AWSAccessKeyId" in query and "Signature" in query:
+        return _from_v2_query(query)
     raise AuthFailure(
         "missing",
         "The request is not signed. Sign it with AWS Signature Version 4 using the access "
@@ -104,6 +113,18 @@ def _from_query(query: Mapping[str, str]) -> Authorization:
     )
 
 
+def _from_v2_query(query: Mapping[str, str]) -> Authorization:
+    try:
+        expires_at = float(query["Expires"])
+    except (KeyError, ValueError):
+        raise AuthFailure("malformed", "A Signature Version 2 URL needs Expires (epoch seconds).") from None
+    return Authorization(
+        access_key_id=query["AWSAccessKeyId"], date="", region="", service="s3",
+        signed_headers=(), signature=query["Signature"], timestamp="", presigned=True,
+        version=2, expires_at=expires_at,
+    )
+
+
 def _authorization(
     credential: str, signed: str, signature: str, timestamp: str, *, presigned: bool,
     expires: int | None = None,
@@ -140,8 +161,13 @@ def verify(
     secret_for: Callable[[str], str | None],
     now: float,
     max_skew_seconds: int,
+    resource_path: str | None = None,
 ) -> None:
-    """Raise ``AuthFailure`` unless the request carries a valid, current signature."""
+    """Raise ``AuthFailure`` unless the request carries a valid, current signature.
+
+    ``resource_path`` is S3's full path including the bucket, needed for Version 2 URLs
+    of virtual-hosted requests; it defaults to ``raw_path``.
+    """
     secret = secret_for(auth.access_key_id)
     if secret is None:
         raise AuthFailure(
@@ -149,6 +175,9 @@ def verify(
             f"The access key {auth.access_key_id} is not known to this modelyard server. "
             "Use the key it printed at start-up (or MODELYARD_ACCESS_KEY_ID).",
         )
+    if auth.version == 2:
+        _verify_v2_query(auth, method, resource_path or raw_path, raw_query, secret, now)
+        return
     signed_at = _parse_amz_date(auth.timestamp)
     if auth.presigned:
         if now > signed_at + (auth.expires_seconds or 0):
@@ -177,6 +206,46 @@ def verify(
     )
     key = signing_key(secret, auth.date, auth.region, auth.service)
     expected = hmac.new(key, string_to_sign.encode(), hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(expected, auth.signature):
+        raise AuthFailure(
+            "mismatch",
+            "The request signature we calculated does not match the signature you provided. "
+            "Check your secret access key and signing method.",
+        )
+
+
+# Sub-resources that Version 2 signs, as botocore's HmacV1Auth lists them.
+_V2_SUBRESOURCES = frozenset("""
+accelerate acl cors defaultObjectAcl location logging partNumber policy requestPayment torrent
+versioning versionId versions website uploads uploadId response-content-type
+response-content-language response-expires response-cache-control response-content-disposition
+response-content-encoding delete lifecycle tagging restore storageClass notification replication
+analytics metrics inventory select select-type object-lock
+""".split())
+
+
+def _verify_v2_query(
+    auth: Authorization, method: str, resource_path: str, raw_query: str, secret: str, now: float
+) -> None:
+    if auth.expires_at is not None and now > auth.expires_at:
+        raise AuthFailure("expired", "Request has expired: the presigned URL is past Expires.")
+    pairs = [piece.partition("=") for piece in raw_query.split("&") if piece]
+    values = {key: unquote(value) for key, _, value in pairs}
+    amz_headers = sorted(
+        (key.lower(), value) for key, value in values.items() if key.lower().startswith("x-amz-")
+    )
+    resource = resource_path
+    subresources = sorted(
+        (key, unquote(value)) for key, _, value in pairs if key in _V2_SUBRESOURCES
+    )
+    if subresources:
+        resource += "?" + "&".join(f"{key}={value}" if value else key for key, value in subresources)
+    lines = [method.upper(), values.get("content-md5", ""), values.get("content-type", ""),
+             values["Expires"]]
+    lines += [f"{key}:{value}" for key, value in amz_headers]
+    lines.append(resource)
+    digest = hmac.new(secret.encode(), "\n".join(lines).encode(), hashlib.sha1).digest()
+    expected = base64.b64encode(digest).decode()
     if not hmac.compare_digest(expected, auth.signature):
         raise AuthFailure(
             "mismatch",

@@ -1,0 +1,117 @@
+"""Training jobs: CreateTrainingJob, DescribeTrainingJob, ListTrainingJobs, StopTrainingJob."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..api.context import RequestContext
+from ..api.errors import validation_error
+from ..engine.images import require_image, training_runtime
+from ..engine.job_records import add_transition, update_job
+from ..engine.training_job import KIND
+from .common import list_query, resource_arn
+from .jobs_common import (
+    check_metric_definitions, job_exists, job_not_found, not_stoppable, require_file_mode,
+    require_s3_uri, require_single_instance,
+)
+
+LABEL = "Training job"
+
+
+def create_training_job(ctx: RequestContext, request: dict[str, Any]) -> dict[str, Any]:
+    name = request["TrainingJobName"]
+    algorithm = request["AlgorithmSpecification"]
+    if "TrainingImage" not in algorithm:
+        raise validation_error(
+            "AlgorithmSpecification.TrainingImage is required by modelyard: algorithms by "
+            "AlgorithmName (AWS Marketplace) are not available. Pass an image URI from "
+            "sagemaker.image_uris.retrieve."
+        )
+    image = require_image(algorithm["TrainingImage"], "AlgorithmSpecification.TrainingImage")
+    training_runtime(image, request.get("HyperParameters", {}))
+    require_single_instance(request["ResourceConfig"].get("InstanceCount", 1),
+                            "ResourceConfig.InstanceCount")
+    require_file_mode(algorithm.get("TrainingInputMode"), "AlgorithmSpecification.TrainingInputMode")
+    for channel in request.get("InputDataConfig", []):
+        require_file_mode(channel.get("InputMode"), f"InputDataConfig {channel['ChannelName']} InputMode")
+        source = channel["DataSource"].get("S3DataSource")
+        if source is None:
+            raise validation_error(
+                f"Channel {channel['ChannelName']}: only S3DataSource inputs are supported.")
+        require_s3_uri(source["S3Uri"], f"Channel {channel['ChannelName']} S3Uri")
+    require_s3_uri(request["OutputDataConfig"]["S3OutputPath"], "OutputDataConfig.S3OutputPath")
+    if "CheckpointConfig" in request:
+        require_s3_uri(request["CheckpointConfig"]["S3Uri"], "CheckpointConfig.S3Uri")
+    check_metric_definitions(algorithm.get("MetricDefinitions", []))
+
+    arn = resource_arn(ctx, "training-job", name)
+    now = ctx.now
+    document = {
+        **request,
+        "TrainingJobArn": arn,
+        "TrainingJobStatus": "InProgress",
+        "SecondaryStatus": "Starting",
+        "SecondaryStatusTransitions": [
+            {"Status": "Starting", "StartTime": now,
+             "StatusMessage": "Preparing the instances for training"},
+        ],
+        "CreationTime": now,
+        "LastModifiedTime": now,
+        "ModelArtifacts": {"S3ModelArtifacts": ""},
+        "EnableNetworkIsolation": request.get("EnableNetworkIsolation", False),
+        "EnableInterContainerTrafficEncryption":
+            request.get("EnableInterContainerTrafficEncryption", False),
+        "EnableManagedSpotTraining": request.get("EnableManagedSpotTraining", False),
+    }
+    document["StoppingCondition"] = {"MaxRuntimeInSeconds": 86400,
+                                     **request.get("StoppingCondition", {})}
+    ctx.platform.resources.create(KIND, name, arn, document, now=now, status="InProgress",
+                                  already_exists=lambda: job_exists(LABEL, arn))
+    ctx.platform.executor.submit(KIND, name)
+    return {"TrainingJobArn": arn}
+
+
+def describe_training_job(ctx: RequestContext, request: dict[str, Any]) -> dict[str, Any]:
+    name = request["TrainingJobName"]
+    found = ctx.platform.resources.get(KIND, name)
+    if found is None:
+        raise job_not_found(LABEL, name)
+    document = dict(found.document)
+    if document.get("ModelArtifacts", {}).get("S3ModelArtifacts") == "":
+        document.pop("ModelArtifacts")  # not known until the job uploads them
+    return document
+
+
+def list_training_jobs(ctx: RequestContext, request: dict[str, Any]) -> dict[str, Any]:
+    query = list_query(request, sort_columns={
+        "Name": "name", "CreationTime": "creation_time", "Status": "status"})
+    page = ctx.platform.resources.list(KIND, query)
+    return {"TrainingJobSummaries": [item.document for item in page.items],
+            "NextToken": page.next_token}
+
+
+def stop_training_job(ctx: RequestContext, request: dict[str, Any]) -> dict[str, Any]:
+    name = request["TrainingJobName"]
+    found = ctx.platform.resources.get(KIND, name)
+    if found is None:
+        raise job_not_found(LABEL, name)
+    status = found.document["TrainingJobStatus"]
+    if status != "InProgress":
+        raise not_stoppable(LABEL, name, status)
+    now = ctx.now
+
+    def change(document: dict) -> None:
+        document["TrainingJobStatus"] = "Stopping"
+        add_transition(document, "Stopping", "Stopping the training job", now)
+
+    update_job(ctx.platform, KIND, name, change, status_field="TrainingJobStatus")
+    ctx.platform.executor.request_stop(KIND, name)
+    return {}
+
+
+OPERATIONS = {
+    "CreateTrainingJob": create_training_job,
+    "DescribeTrainingJob": describe_training_job,
+    "ListTrainingJobs": list_training_jobs,
+    "StopTrainingJob": stop_training_job,
+}
