@@ -82,6 +82,7 @@ class ServerProcess:
             "AWS_DEFAULT_REGION": REGION,
             "AWS_REGION": REGION,
             "BOTOCORE_EXPERIMENTAL__PLUGINS": "modelyard=modelyard.botocore_plugin",
+            "SAGEMAKER_SUPPRESS_V2_WARNING": "1",
         }
 
     def client(self, service: str, **config):

@@ -1,0 +1,28 @@
+"""Helpers for job tests: an SDK session bound to the test server, and waiting on jobs."""
+
+from __future__ import annotations
+
+import os
+import time
+
+os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
+
+SKLEARN_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
+
+
+def sdk_session():
+    import sagemaker
+
+    return sagemaker.Session()
+
+
+def wait_for_status(describe, field: str, wanted: set[str], timeout: float = 120) -> dict:
+    """Poll a Describe call faster than the SDK does, until the job reaches ``wanted``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        description = describe()
+        if description[field] in wanted:
+            return description
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{field} still {description[field]} after {timeout}s")
+        time.sleep(0.2)
