@@ -20,6 +20,31 @@ SECRET_KEY = "modelyard-test-secret-key-0123456789abcd"
 REGION = "us-east-1"
 
 
+def postgres_database_for(data_dir: Path) -> str | None:
+    """With MODELYARD_TEST_POSTGRES_URL set, give each data dir its own PostgreSQL database.
+
+    The same data dir (a restarted server) gets the same database back.
+    """
+    admin_url = os.environ.get("MODELYARD_TEST_POSTGRES_URL")
+    if not admin_url:
+        return None
+    remembered = data_dir / "test-database-url"
+    if remembered.exists():
+        return remembered.read_text()
+    import uuid
+
+    import sqlalchemy
+
+    name = f"modelyard_test_{uuid.uuid4().hex[:12]}"
+    engine = sqlalchemy.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.exec_driver_sql(f"CREATE DATABASE {name}")
+    engine.dispose()
+    url = admin_url.rsplit("/", 1)[0] + "/" + name
+    remembered.write_text(url)
+    return url
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -38,6 +63,9 @@ class ServerProcess:
     def start(cls, data_dir: Path, port: int | None = None, **extra_env: str) -> "ServerProcess":
         port = port or free_port()
         Path(data_dir).mkdir(parents=True, exist_ok=True)
+        database_url = postgres_database_for(Path(data_dir))
+        if database_url:
+            extra_env = {"MODELYARD_DATABASE_URL": database_url, **extra_env}
         env = {
             **os.environ,
             "MODELYARD_ACCESS_KEY_ID": ACCESS_KEY,
