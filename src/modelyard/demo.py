@@ -63,13 +63,16 @@ def run_demo(*, data_dir: str | None = None, port: int | None = None) -> int:
         os.environ.update(_client_env(settings, endpoint))
         print(f"modelyard demo against {endpoint} (data in {settings.data_dir})")
         steps = Steps()
-        _storage_round_trip(steps)
+        bucket = _storage_round_trip(steps)
+        splits = _prepare_tickets(steps, settings.data_dir, bucket)
+        _train_ticket_classifier(steps, bucket, splits)
+        _train_xgboost_on_breast_cancer(steps, bucket)
         print()
         print(steps.table())
     return 0
 
 
-def _storage_round_trip(steps: Steps) -> None:
+def _storage_round_trip(steps: Steps) -> str:
     import sagemaker
 
     session = sagemaker.Session()
@@ -95,6 +98,131 @@ def _storage_round_trip(steps: Steps) -> None:
     steps.run("compare bytes", lambda: same, lambda ok: "identical" if ok else "DIFFERENT")
     if not same:
         raise SystemExit(f"downloaded copy of {uri} differs from the upload")
+    return bucket
+
+
+def _prepare_tickets(steps: Steps, data_dir: Path, bucket: str) -> dict[str, str]:
+    """Real tickets in, a processing job splits them into fastText files."""
+    import sagemaker
+    from sagemaker.processing import ProcessingInput, ProcessingOutput
+    from sagemaker.sklearn.processing import SKLearnProcessor
+
+    from .demo_data import ticket_data
+    from .examples.ticket_classifier import PREPROCESSING
+
+    tickets = steps.run("fetch 20 Newsgroups tickets (cached)", lambda: ticket_data(data_dir),
+                        lambda path: f"{sum(1 for _ in path.open()):,} tickets")
+    session = sagemaker.Session()
+    steps.run("upload tickets", lambda: session.upload_data(
+        str(tickets), bucket=bucket, key_prefix="demo/tickets/raw"), str)
+    processor = SKLearnProcessor(
+        framework_version="1.2-1", role=sagemaker.get_execution_role(), instance_count=1,
+        instance_type="ml.m5.xlarge", base_job_name="demo-preprocess")
+    outputs = {name: f"s3://{bucket}/demo/tickets/{name}" for name in ("train", "validation", "test")}
+
+    def run() -> str:
+        processor.run(
+            code=str(PREPROCESSING),
+            inputs=[ProcessingInput(source=f"s3://{bucket}/demo/tickets/raw",
+                                    destination="/opt/ml/processing/input/tickets")],
+            outputs=[ProcessingOutput(output_name=name, source=f"/opt/ml/processing/{name}",
+                                      destination=uri) for name, uri in outputs.items()],
+            arguments=["--min-tokens", "10"], wait=False, logs=False)
+        return _follow(processor.latest_job.job_name, "processing")
+
+    steps.run("processing job: clean, balance, split 70/15/15", run, str)
+    return outputs
+
+
+def _train_ticket_classifier(steps: Steps, bucket: str, splits: dict[str, str]) -> None:
+    import sagemaker
+    from sagemaker import image_uris
+    from sagemaker.estimator import Estimator
+
+    session = sagemaker.Session()
+    for learning_rate in (0.05, 0.5):
+        estimator = Estimator(
+            image_uri=image_uris.retrieve("blazingtext", session.boto_region_name, "latest"),
+            role=sagemaker.get_execution_role(), instance_count=1, instance_type="ml.c5.xlarge",
+            output_path=f"s3://{bucket}/demo/models", base_job_name="demo-blazingtext",
+            # buckets: 200k hashed n-gram rows keep model.bin near 80 MB (2M would be 800 MB)
+            hyperparameters={"mode": "supervised", "epochs": 10, "learning_rate": learning_rate,
+                             "word_ngrams": 2, "vector_dim": 100, "buckets": 200000},
+            metric_definitions=[{"Name": "validation:accuracy",
+                                 "Regex": "#validation_accuracy: ([0-9.]+)"}],
+        )
+
+        def fit() -> str:
+            estimator.fit({"train": splits["train"], "validation": splits["validation"]},
+                          wait=False, logs=False)
+            return _follow(estimator.latest_training_job.job_name, "training",
+                           metric="validation:accuracy")
+
+        steps.run(f"BlazingText, learning rate {learning_rate}", fit, str)
+
+
+def _train_xgboost_on_breast_cancer(steps: Steps, bucket: str) -> None:
+    import numpy
+    import sagemaker
+    from sagemaker import image_uris
+    from sagemaker.estimator import Estimator
+    from sagemaker.inputs import TrainingInput
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.model_selection import train_test_split
+
+    session = sagemaker.Session()
+    features, labels = load_breast_cancer(return_X_y=True)
+    x_train, x_val, y_train, y_val = train_test_split(features, labels, test_size=0.25,
+                                                      random_state=0)
+    channels = {}
+    for name, x, y in (("train", x_train, y_train), ("validation", x_val, y_val)):
+        rows = numpy.column_stack([y, x])
+        text = "\n".join(",".join(f"{value:g}" for value in row) for row in rows) + "\n"
+        uri = session.upload_string_as_file_body(text, bucket, f"demo/cancer/{name}/data.csv")
+        channels[name] = TrainingInput(uri.rsplit("/", 1)[0], content_type="text/csv")
+    estimator = Estimator(
+        image_uri=image_uris.retrieve("xgboost", session.boto_region_name, "1.7-1"),
+        role=sagemaker.get_execution_role(), instance_count=1, instance_type="ml.m5.xlarge",
+        output_path=f"s3://{bucket}/demo/models", base_job_name="demo-xgboost",
+        hyperparameters={"objective": "binary:logistic", "num_round": 50, "max_depth": 3,
+                         "eta": 0.3, "eval_metric": "auc"},
+    )
+
+    def fit() -> str:
+        estimator.fit(channels, wait=False, logs=False)
+        return _follow(estimator.latest_training_job.job_name, "training", metric="validation:auc")
+
+    steps.run("XGBoost on breast cancer", fit, str)
+
+
+def _follow(job_name: str, kind: str, metric: str | None = None) -> str:
+    """Print a job's status changes as they happen; return its outcome in a few words."""
+    import boto3
+
+    client = boto3.client("sagemaker")
+    describe = (
+        (lambda: client.describe_training_job(TrainingJobName=job_name)) if kind == "training"
+        else (lambda: client.describe_processing_job(ProcessingJobName=job_name))
+    )
+    status_field = "TrainingJobStatus" if kind == "training" else "ProcessingJobStatus"
+    last = None
+    while True:
+        description = describe()
+        status = description[status_field]
+        shown = description.get("SecondaryStatus", status)
+        if shown != last:
+            print(f"      {job_name}: {shown}", flush=True)
+            last = shown
+        if status in ("Completed", "Failed", "Stopped"):
+            break
+        time.sleep(0.5)
+    if status != "Completed":
+        raise SystemExit(f"{job_name} ended {status}: {description.get('FailureReason')}")
+    if metric:
+        values = {item["MetricName"]: item["Value"]
+                  for item in description.get("FinalMetricDataList", [])}
+        return f"{metric} {values.get(metric, float('nan')):.3f}"
+    return "completed"
 
 
 CATEGORIES = ["comp.graphics", "comp.sys.mac.hardware", "sci.crypt", "sci.space", "misc.forsale"]

@@ -1,0 +1,1 @@
+"""Runnable user code for modelyard's demos: plain SageMaker SDK scripts, nothing private."""
