@@ -86,6 +86,12 @@ class Gateway:
                 status=500,
             )
             response = _render_error(protocol, error, request_id, request)
+        if response.status_code >= 400 and _declared_a_body(request):
+            # The body may be unread (an early error, or a client that sent
+            # "Expect: 100-continue" and now waits): a kept-alive connection would hang.
+            response.headers["connection"] = "close"
+        if operation == "-":
+            operation = getattr(request.state, "operation", "-")
         elapsed = (time.perf_counter() - started) * 1000
         log.info("%s %s %s %d %.1fms", service, operation, request_id[:8], response.status_code, elapsed)
         return response
@@ -243,6 +249,11 @@ def _guess_protocol(request: Request) -> str:
     if request.url.path.startswith(("/endpoints/", "/inference-components/")):
         return "rest-json"
     return "s3"
+
+
+def _declared_a_body(request: Request) -> bool:
+    length = request.headers.get("content-length", "0")
+    return "transfer-encoding" in request.headers or (length.isdigit() and int(length) > 0)
 
 
 def _payload_hash(request: Request, body: bytes) -> str:
