@@ -10,7 +10,7 @@ from botocore.model import Shape
 from starlette.responses import Response
 
 from .errors import AwsError
-from .shapes import format_iso8601, parse_timestamp
+from .xmlshapes import build_element
 
 QUERY_SERVICES = ("sts", "iam")
 
@@ -63,8 +63,7 @@ def render_result(
     root = ElementTree.Element(f"{operation}Response", xmlns=namespace)
     if output_shape is not None:
         wrapper_name = output_shape.serialization.get("resultWrapper", f"{operation}Result")
-        wrapper = ElementTree.SubElement(root, wrapper_name)
-        _append_members(wrapper, output_shape, result or {})
+        root.append(build_element(output_shape, result or {}, wrapper_name))
     metadata = ElementTree.SubElement(root, "ResponseMetadata")
     ElementTree.SubElement(metadata, "RequestId").text = request_id
     return _xml_response(root, 200, request_id)
@@ -78,35 +77,6 @@ def render_error(error: AwsError, request_id: str) -> Response:
     ElementTree.SubElement(element, "Message").text = error.message
     ElementTree.SubElement(root, "RequestId").text = request_id
     return _xml_response(root, error.status, request_id)
-
-
-def _append_members(parent: ElementTree.Element, shape: Shape, value: dict[str, Any]) -> None:
-    for name, member in shape.members.items():
-        if value.get(name) is None:
-            continue
-        element = ElementTree.SubElement(parent, member.serialization.get("name", name))
-        _fill(element, member, value[name])
-
-
-def _fill(element: ElementTree.Element, shape: Shape, value: Any) -> None:
-    kind = shape.type_name
-    if kind == "structure":
-        _append_members(element, shape, value)
-    elif kind == "list":
-        item_name = shape.member.serialization.get("name", "member")
-        for item in value:
-            _fill(ElementTree.SubElement(element, item_name), shape.member, item)
-    elif kind == "map":
-        for key, item in value.items():
-            entry = ElementTree.SubElement(element, "entry")
-            ElementTree.SubElement(entry, "key").text = str(key)
-            _fill(ElementTree.SubElement(entry, "value"), shape.value, item)
-    elif kind == "timestamp":
-        element.text = format_iso8601(parse_timestamp(value))
-    elif kind == "boolean":
-        element.text = "true" if value else "false"
-    else:
-        element.text = str(value)
 
 
 def _xml_response(root: ElementTree.Element, status: int, request_id: str) -> Response:

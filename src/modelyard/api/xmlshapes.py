@@ -118,7 +118,7 @@ def serialize_xml(shape: Shape, value: Any, root_name: str,
 
     Members bound to headers, the status code or the URI are skipped: they are not body.
     """
-    root = _to_element(shape, value, root_name)
+    root = build_element(shape, value, root_name)
     if namespace:
         root.set("xmlns", namespace)
     return _XML_DECLARATION + ElementTree.tostring(root, encoding="utf-8")
@@ -135,7 +135,7 @@ def serialize_scalar_root(shape: Shape, value: Any, root_name: str,
     return _XML_DECLARATION + ElementTree.tostring(root, encoding="utf-8")
 
 
-def _to_element(shape: Shape, value: Any, name: str) -> ElementTree.Element:
+def build_element(shape: Shape, value: Any, name: str) -> ElementTree.Element:
     element = ElementTree.Element(name)
     kind = shape.type_name
     if kind == "structure":
@@ -147,19 +147,19 @@ def _to_element(shape: Shape, value: Any, name: str) -> ElementTree.Element:
             if member.serialization.get("xmlAttribute"):
                 element.set(tag, xml_text(_scalar_text(member, member_value)))
             elif member.type_name == "list" and member.serialization.get("flattened"):
-                element.extend(_to_element(member.member, item, tag) for item in member_value)
+                element.extend(build_element(member.member, item, tag) for item in member_value)
             else:
-                element.append(_to_element(member, member_value, tag))
+                element.append(build_element(member, member_value, tag))
     elif kind == "list":
         item_name = shape.member.serialization.get("name", "member")
-        element.extend(_to_element(shape.member, item, item_name) for item in value)
+        element.extend(build_element(shape.member, item, item_name) for item in value)
     elif kind == "map":
         key_name = shape.key.serialization.get("name", "key")
         value_name = shape.value.serialization.get("name", "value")
         for key, item in value.items():
             entry = ElementTree.SubElement(element, "entry")
-            entry.append(_to_element(shape.key, key, key_name))
-            entry.append(_to_element(shape.value, item, value_name))
+            entry.append(build_element(shape.key, key, key_name))
+            entry.append(build_element(shape.value, item, value_name))
     else:
         element.text = xml_text(_scalar_text(shape, value))
     return element
