@@ -54,6 +54,8 @@ class Executor:
         self._handles: dict[tuple[str, str], JobHandle] = {}
         self._lock = threading.Lock()
         self._workers: list[threading.Thread] = []
+        # Called with (kind, name) after each job's runner returns, e.g. to wake pipelines.
+        self.on_finished: list[Callable[[str, str], None]] = []
 
     def start(self) -> None:
         for index in range(self.slots):
@@ -120,3 +122,5 @@ class Executor:
                 with self._lock:
                     if self._handles.get((handle.kind, handle.name)) is handle:
                         del self._handles[(handle.kind, handle.name)]
+                for listener in self.on_finished:
+                    listener(handle.kind, handle.name)

@@ -70,6 +70,7 @@ class ListQuery:
     """What a List operation asks for, already read from the request."""
 
     name_contains: str | None = None
+    name_prefix: str | None = None
     status_equals: str | None = None
     parent: str | None = None
     created_after: float | None = None
@@ -207,6 +208,8 @@ class ResourceStore:
         if query.name_contains:
             pattern = "%" + _escape_like(query.name_contains) + "%"
             conditions.append(table.c.name.like(pattern, escape="\\"))
+        if query.name_prefix:
+            conditions.append(table.c.name.like(_escape_like(query.name_prefix) + "%", escape="\\"))
         if query.status_equals:
             conditions.append(table.c.status == query.status_equals)
         if query.parent is not None:
