@@ -161,10 +161,12 @@ class ResourceStore:
         ``"__status__"`` in that dict to change the indexed status too.
         """
         with self.db.write() as connection:
+            # FOR UPDATE: concurrent changes to one resource queue up on PostgreSQL
+            # (SQLite's BEGIN IMMEDIATE already serializes writers).
             row = connection.execute(
                 select(resources_table).where(
                     and_(resources_table.c.kind == kind, resources_table.c.name == name)
-                )
+                ).with_for_update()
             ).first()
             if row is None:
                 raise missing()
