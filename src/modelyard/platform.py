@@ -11,6 +11,7 @@ from .engine import processing_job, training_job
 from .engine.clock import Clock
 from .engine.executor import Executor, JobKind
 from .engine.sandbox import check_sandbox_support
+from .pipelines.engine import PipelineEngine
 from .store.db import Database
 from .store.objects import LocalObjectStore, ObjectStore
 from .store.resources import ResourceStore
@@ -24,6 +25,7 @@ class Platform:
     resources: ResourceStore
     objects: ObjectStore
     executor: Executor = None  # type: ignore[assignment] - set by open()
+    pipelines: PipelineEngine = None  # type: ignore[assignment] - set by open()
 
     @classmethod
     def open(cls, settings: Settings, clock: Clock | None = None) -> "Platform":
@@ -39,11 +41,15 @@ class Platform:
             objects=objects,
         )
         platform.executor = Executor(platform, JOB_KINDS, settings.max_concurrent_jobs)
+        platform.pipelines = PipelineEngine(platform)
+        platform.executor.on_finished.append(platform.pipelines.wake)
         _prepare_job_sandboxes()
         platform.executor.start()
+        platform.pipelines.start()
         return platform
 
     def close(self) -> None:
+        self.pipelines.stop()
         self.executor.shutdown()
         self.db.close()
 

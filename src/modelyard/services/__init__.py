@@ -11,13 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from . import identity, logs, modelregistry, models, processing, s3, training
+from . import identity, logs, modelregistry, models, pipelines, processing, s3, training
 
 Handler = Callable[..., dict[str, Any]]
 
 OPERATIONS: dict[str, dict[str, Handler]] = {
     "sagemaker": {**modelregistry.OPERATIONS, **models.OPERATIONS, **training.OPERATIONS,
-                  **processing.OPERATIONS},
+                  **processing.OPERATIONS, **pipelines.OPERATIONS},
     "s3": s3.OPERATIONS,
     "logs": logs.OPERATIONS,
     "sts": identity.STS_OPERATIONS,

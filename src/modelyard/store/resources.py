@@ -39,13 +39,15 @@ resources_table = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("kind", String(64), nullable=False),
     Column("name", String(256), nullable=False),
+    # SageMaker names are case-insensitive (ARNs carry them lower-cased): look up by this.
+    Column("name_key", String(256), nullable=False),
     Column("arn", String(512), nullable=False),
     Column("status", String(64), nullable=True),
     Column("parent", String(256), nullable=True),  # e.g. a package's group, a step's pipeline
     Column("creation_time", Float, nullable=False),
     Column("last_modified_time", Float, nullable=False),
     Column("document", Text, nullable=False),
-    Index("ix_resources_kind_name", "kind", "name", unique=True),
+    Index("ix_resources_kind_name", "kind", "name_key", unique=True),
     Index("ix_resources_arn", "arn", unique=True),
     Index("ix_resources_kind_created", "kind", "creation_time"),
     Index("ix_resources_kind_status", "kind", "status"),
@@ -112,6 +114,7 @@ class ResourceStore:
         row = {
             "kind": kind,
             "name": name,
+            "name_key": name.lower(),
             "arn": arn,
             "status": status,
             "parent": parent,
@@ -134,7 +137,7 @@ class ResourceStore:
         with self.db.read() as connection:
             row = connection.execute(
                 select(resources_table).where(
-                    and_(resources_table.c.kind == kind, resources_table.c.name == name)
+                    and_(resources_table.c.kind == kind, resources_table.c.name_key == name.lower())
                 )
             ).first()
         return _to_resource(row) if row else None
@@ -165,7 +168,7 @@ class ResourceStore:
             # (SQLite's BEGIN IMMEDIATE already serializes writers).
             row = connection.execute(
                 select(resources_table).where(
-                    and_(resources_table.c.kind == kind, resources_table.c.name == name)
+                    and_(resources_table.c.kind == kind, resources_table.c.name_key == name.lower())
                 ).with_for_update()
             ).first()
             if row is None:
@@ -190,7 +193,7 @@ class ResourceStore:
         with self.db.write() as connection:
             result = connection.execute(
                 delete(resources_table).where(
-                    and_(resources_table.c.kind == kind, resources_table.c.name == name)
+                    and_(resources_table.c.kind == kind, resources_table.c.name_key == name.lower())
                 )
             )
         return result.rowcount > 0
@@ -208,10 +211,11 @@ class ResourceStore:
         table = resources_table
         conditions = [table.c.kind == kind]
         if query.name_contains:
-            pattern = "%" + _escape_like(query.name_contains) + "%"
-            conditions.append(table.c.name.like(pattern, escape="\\"))
+            pattern = "%" + _escape_like(query.name_contains.lower()) + "%"
+            conditions.append(table.c.name_key.like(pattern, escape="\\"))
         if query.name_prefix:
-            conditions.append(table.c.name.like(_escape_like(query.name_prefix) + "%", escape="\\"))
+            conditions.append(
+                table.c.name_key.like(_escape_like(query.name_prefix.lower()) + "%", escape="\\"))
         if query.status_equals:
             conditions.append(table.c.status == query.status_equals)
         if query.parent is not None:
@@ -247,7 +251,8 @@ class ResourceStore:
     def create_many(self, rows: Iterable[dict[str, Any]]) -> None:
         """Bulk insert, for benchmarks and imports; rows hold resources_table's columns."""
         prepared = [
-            {**row, "document": json.dumps(row["document"], default=_json_default)}
+            {**row, "name_key": row["name"].lower(),
+             "document": json.dumps(row["document"], default=_json_default)}
             for row in rows
         ]
         with self.db.write() as connection:

@@ -1,0 +1,1 @@
+"""SageMaker Pipelines: the definition interpreter and the execution engine."""
