@@ -111,6 +111,7 @@ class ServerProcess:
             "AWS_REGION": REGION,
             "BOTOCORE_EXPERIMENTAL__PLUGINS": "modelyard=modelyard.botocore_plugin",
             "SAGEMAKER_SUPPRESS_V2_WARNING": "1",
+            "SAGEMAKER_USER_CONFIG_OVERRIDE": str(self.data_dir / "sagemaker-sdk-config.yaml"),
         }
 
     def client(self, service: str, **config):

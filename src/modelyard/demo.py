@@ -67,6 +67,7 @@ def run_demo(*, data_dir: str | None = None, port: int | None = None) -> int:
         splits = _prepare_tickets(steps, settings.data_dir, bucket)
         _train_ticket_classifier(steps, bucket, splits)
         _train_xgboost_on_breast_cancer(steps, bucket)
+        _run_ticket_pipeline(steps, bucket)
         print()
         print(steps.table())
     return 0
@@ -193,6 +194,62 @@ def _train_xgboost_on_breast_cancer(steps: Steps, bucket: str) -> None:
         return _follow(estimator.latest_training_job.job_name, "training", metric="validation:auc")
 
     steps.run("XGBoost on breast cancer", fit, str)
+
+
+def _run_ticket_pipeline(steps: Steps, bucket: str) -> None:
+    """The §2 pipeline twice: the default learning rate fails the accuracy gate, 0.5 passes."""
+    import boto3
+    import sagemaker
+
+    from .examples.ticket_classifier.pipeline import build_pipeline
+
+    group = "demo-ticket-classifier"
+    pipeline = build_pipeline("demo-ticket-pipeline", sagemaker.get_execution_role(), bucket,
+                              "demo/tickets", group=group)
+    steps.run("upsert ticket pipeline", lambda: pipeline.upsert(
+        role_arn=sagemaker.get_execution_role())["PipelineArn"], str)
+    client = boto3.client("sagemaker")
+    for learning_rate in (0.05, 0.5):
+        def run() -> str:
+            execution = pipeline.start(parameters={
+                "InputDataUrl": f"s3://{bucket}/demo/tickets/raw", "LearningRate": learning_rate,
+                "AccuracyThreshold": 0.8})
+            description = _follow_pipeline(client, execution.arn)
+            if description["PipelineExecutionStatus"] == "Succeeded":
+                return "Succeeded: model registered"
+            return f"{description['PipelineExecutionStatus']}: {description.get('FailureReason')}"
+
+        steps.run(f"pipeline, learning rate {learning_rate}", run, str)
+
+    def approve() -> str:
+        packages = client.list_model_packages(
+            ModelPackageGroupName=group, SortBy="CreationTime", SortOrder="Descending",
+            MaxResults=1)["ModelPackageSummaryList"]
+        if not packages:
+            return "no version registered"
+        arn = packages[0]["ModelPackageArn"]
+        client.update_model_package(ModelPackageArn=arn, ModelApprovalStatus="Approved",
+                                    ApprovalDescription="accuracy gate passed in the demo")
+        return f"{arn.rsplit('/', 2)[-2]} v{arn.rsplit('/', 1)[-1]} Approved"
+
+    steps.run("approve the newest version", approve, str)
+
+
+def _follow_pipeline(client, execution_arn: str) -> dict:  # noqa: ANN001 - a boto3 client
+    """Print each step's status as it changes, until the execution ends."""
+    shown: dict[str, str] = {}
+    while True:
+        listed = client.list_pipeline_execution_steps(
+            PipelineExecutionArn=execution_arn, SortOrder="Ascending")["PipelineExecutionSteps"]
+        for step in listed:
+            status = step["StepStatus"] + (" (cached)" if "CacheHitResult" in step else "")
+            if shown.get(step["StepName"]) != status:
+                shown[step["StepName"]] = status
+                print(f"      {step['StepName']}: {status}", flush=True)
+        description = client.describe_pipeline_execution(PipelineExecutionArn=execution_arn)
+        if description["PipelineExecutionStatus"] in ("Succeeded", "Failed", "Stopped"):
+            return description
+        time.sleep(0.5)
 
 
 def _follow(job_name: str, kind: str, metric: str | None = None) -> str:

@@ -20,6 +20,15 @@ log = logging.getLogger("modelyard")
 
 LOCK_FILE = "server.lock"
 ENDPOINT_FILE = "server.json"
+# The SageMaker SDK's defaults file; its only setting stops the SDK's telemetry calls to
+# AWS, which cannot succeed (or be wanted) from a modelyard machine.
+SDK_CONFIG_FILE = "sagemaker-sdk-config.yaml"
+SDK_CONFIG = """SchemaVersion: '1.0'
+SageMaker:
+  PythonSDK:
+    Modules:
+      TelemetryOptOut: true
+"""
 
 
 class DataDirInUse(RuntimeError):
@@ -69,6 +78,7 @@ def export_lines(settings: Settings) -> list[str]:
         f"export AWS_ACCESS_KEY_ID={credentials.access_key_id}",
         f"export AWS_SECRET_ACCESS_KEY={credentials.secret_access_key}",
         "export BOTOCORE_EXPERIMENTAL__PLUGINS=modelyard=modelyard.botocore_plugin",
+        f"export SAGEMAKER_USER_CONFIG_OVERRIDE={settings.data_dir / SDK_CONFIG_FILE}",
     ]
 
 
@@ -95,6 +105,7 @@ def run_server(settings: Settings, *, log_level: str = "info") -> None:
 
 
 def _announce(settings: Settings) -> None:
+    (settings.data_dir / SDK_CONFIG_FILE).write_text(SDK_CONFIG)
     endpoint = {"endpoint_url": settings.endpoint_url, "pid": os.getpid()}
     (settings.data_dir / ENDPOINT_FILE).write_text(json.dumps(endpoint))
     lines = [
