@@ -17,6 +17,7 @@ FLUSH_SECONDS = 0.5
 STOP_GRACE_SECONDS = 10.0
 
 MetricExtractor = Callable[[str], Iterable[tuple[str, float]]]
+_LEADING_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 
 
 def regex_extractor(definitions: list[dict]) -> MetricExtractor:
@@ -32,10 +33,10 @@ def regex_extractor(definitions: list[dict]) -> MetricExtractor:
         for name, pattern in compiled:
             match = pattern.search(line)
             if match and match.groups():
-                try:
-                    yield name, float(match.group(1))
-                except ValueError:
-                    continue
+                # A loose group such as (\S+) may take text after the number with it.
+                number = _LEADING_NUMBER.match(match.group(1) or "")
+                if number:
+                    yield name, float(number.group(0))
 
     return extract
 

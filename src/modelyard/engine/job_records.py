@@ -51,7 +51,10 @@ def add_transition(document: dict[str, Any], status: str, message: str, now: flo
 def failure_reason(failure_file_text: str | None, tail: list[str], returncode: int | None) -> str:
     """SageMaker's FailureReason: the failure file if the job wrote one, else its last error."""
     if failure_file_text and failure_file_text.strip():
-        return "AlgorithmError: " + _shorten(failure_file_text.strip())
+        text = failure_file_text.strip()
+        if not text.startswith(("AlgorithmError", "ClientError")):
+            text = "AlgorithmError: " + text
+        return _shorten(text)
     errors = [line for line in tail if "error" in line.lower() or "exception" in line.lower()]
     last = (errors or tail or ["(no output)"])[-1].strip()
     return _shorten(f"AlgorithmError: {last}, exit code: {returncode}")
