@@ -131,15 +131,14 @@ def _upload_artifacts(platform: "Platform", name: str, job: dict, sandbox: Sandb
     fields: dict[str, Any] = {}
     model_dir = sandbox.host_path("model")
     tarball = sandbox.root / "model.tar.gz"
-    make_tarball(model_dir, tarball)
     model_uri = output.child("model.tar.gz").uri
-    upload_file(objects, tarball, model_uri, now=now)
+    upload_file(objects, tarball, model_uri, now=now, md5_hex=make_tarball(model_dir, tarball))
     fields["ModelArtifacts"] = {"S3ModelArtifacts": model_uri}
     data_dir = sandbox.host_path("output/data")
     if directory_has_files(data_dir):
         data_tarball = sandbox.root / "output.tar.gz"
-        make_tarball(data_dir, data_tarball)
-        upload_file(objects, data_tarball, output.child("output.tar.gz").uri, now=now)
+        upload_file(objects, data_tarball, output.child("output.tar.gz").uri, now=now,
+                    md5_hex=make_tarball(data_dir, data_tarball))
     checkpoints = job.get("CheckpointConfig")
     if checkpoints and directory_has_files(sandbox.host_path("checkpoints")):
         upload_directory(objects, sandbox.host_path("checkpoints"), checkpoints["S3Uri"], now=now)

@@ -92,14 +92,18 @@ class BlobFiles:
                 handle.close()
         return self.adopt(temp)
 
-    def stage_file(self, source: Path, link: bool) -> SpooledBody:
-        """A tmp/ hard link (or copy) of ``source`` with its MD5, ready to be adopted."""
+    def stage_file(self, source: Path, link: bool, md5_hex: str | None = None) -> SpooledBody:
+        """A tmp/ hard link (or copy) of ``source`` with its MD5, ready to be adopted.
+
+        ``md5_hex``, when the caller already hashed the file while writing it, saves
+        reading it again (model tarballs can be gigabytes).
+        """
         if link:
             temp = self.tmp_dir / f"stage-{uuid.uuid4().hex}"
             try:
                 os.link(source, temp, follow_symlinks=False)
                 os.chmod(temp, 0o444)  # the inode is shared: the source becomes read-only too
-                return SpooledBody(temp, temp.stat().st_size, _md5_of(temp), None)
+                return SpooledBody(temp, temp.stat().st_size, md5_hex or _md5_of(temp), None)
             except OSError:
                 temp.unlink(missing_ok=True)
         return self.stage_range(source, 0, os.path.getsize(source))

@@ -179,7 +179,7 @@ class LocalObjectStore(ObjectStore):
     def put_file(
         self, bucket: str, key: str, source: Path, *, now: float,
         content_type: str = DEFAULT_CONTENT_TYPE, metadata: dict[str, str] | None = None,
-        link: bool = True,
+        link: bool = True, md5_hex: str | None = None,
     ) -> ObjectInfo:
         status = os.lstat(source)
         if not stat.S_ISREG(status.st_mode):
@@ -188,7 +188,7 @@ class LocalObjectStore(ObjectStore):
         if status.st_size > self.settings.max_object_bytes:
             raise entity_too_large(status.st_size, self.settings.max_object_bytes)
         check_key(key)
-        staged = self.blobs.stage_file(Path(source), link)
+        staged = self.blobs.stage_file(Path(source), link, md5_hex)
         try:
             return self.put_object(bucket, key, staged, now=now, content_type=content_type,
                                    metadata=metadata)

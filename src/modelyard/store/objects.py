@@ -204,10 +204,11 @@ class ObjectStore(abc.ABC):
     def put_file(
         self, bucket: str, key: str, source: Path, *, now: float,
         content_type: str = DEFAULT_CONTENT_TYPE, metadata: dict[str, str] | None = None,
-        link: bool = True,
+        link: bool = True, md5_hex: str | None = None,
     ) -> ObjectInfo:
         """Store a regular file, e.g. a job's output. With ``link`` the store may hard-link
-        it instead of copying, and then makes it read-only: do not modify it afterwards."""
+        it instead of copying, and then makes it read-only: do not modify it afterwards.
+        ``md5_hex`` is the file's MD5 if the caller computed it while writing the file."""
 
     @abc.abstractmethod
     def get_object_info(self, bucket: str, key: str) -> ObjectInfo: ...
