@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError
@@ -167,11 +168,13 @@ def test_stop_request_stops_the_process_tree(server, sagemaker_client, unique_na
 
 def test_jobs_cannot_see_the_server_data_or_each_other(server, sagemaker_client, unique_name):
     bucket = sdk_session().default_bucket()
+    host_file = Path("/tmp") / f"mh-{unique_name[-8:]}"
+    host_file.write_text("host only")
+    # Container arguments are at most 256 characters: keep the probe terse.
     command = (
-        "import os, json; "
-        f"seen = {{'data_dir': os.path.exists({str(server.data_dir)!r}), "
-        "'opt_ml': sorted(os.listdir('/opt/ml')), 'tmp': os.listdir('/tmp')}; "
-        "open('/opt/ml/processing/output/seen.json', 'w').write(json.dumps(seen))"
+        f"import os,json;e=os.path.exists;json.dump({{'d':e({str(server.data_dir)!r}),"
+        f"'o':sorted(os.listdir('/opt/ml')),'h':e({str(host_file)!r})}},"
+        "open('/opt/ml/processing/output/seen.json','w'))"
     )
     create_job(sagemaker_client, unique_name, bucket, command)
     job = wait_for_status(describe(sagemaker_client, unique_name), "ProcessingJobStatus",
@@ -181,7 +184,8 @@ def test_jobs_cannot_see_the_server_data_or_each_other(server, sagemaker_client,
 
     seen = json.loads(server.client("s3").get_object(
         Bucket=bucket, Key=f"{unique_name}/out/seen.json")["Body"].read())
-    assert seen == {"data_dir": False, "opt_ml": ["config", "output", "processing"], "tmp": []}
+    host_file.unlink()
+    assert seen == {"d": False, "o": ["config", "output", "processing"], "h": False}
 
 
 @pytest.mark.parametrize("change,member", [

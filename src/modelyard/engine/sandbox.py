@@ -17,13 +17,17 @@ import shlex
 import shutil
 import signal
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 ML_ROOT = "/opt/ml"
 _PR_SET_PDEATHSIG = 1
 
-# Runs inside the new namespaces, as its root, before the job's own command.
+# Runs inside the new namespaces, as its root, before the job's own command. Positional
+# arguments: the job's ml dir, its tmp dir, the data dir to hide, the working directory,
+# then the command. KEEP_MOUNTS (built per job) binds what the job's Python needs from the
+# host's /tmp into the private one before it covers /tmp.
 _ENTER = """
 set -e
 if [ ! -d /opt/ml ]; then
@@ -31,13 +35,36 @@ if [ ! -d /opt/ml ]; then
   mkdir -p /opt/ml
 fi
 mount --bind "$1" /opt/ml
-mount --bind "$2" /tmp
+KEEP_MOUNTS
+mount --rbind "$2" /tmp
 # A data directory under /tmp is already out of sight; any other is covered.
 if [ -d "$3" ]; then mount -t tmpfs -o size=1m,ro modelyard-hidden "$3"; fi
 cd "$4"
 shift 4
 exec "$@"
 """
+
+
+def _paths_jobs_need() -> list[Path]:
+    """Where the job's Python and modelyard live: these must stay visible in the sandbox."""
+    import modelyard
+
+    package_root = Path(modelyard.__file__).resolve().parent.parent
+    return [Path(sys.prefix).resolve(), package_root]
+
+
+def _keep_mounts(sandbox: "Sandbox") -> str:
+    """Shell lines binding each needed path under /tmp into the job's private tmp."""
+    lines = []
+    for path in _paths_jobs_need():
+        try:
+            relative = path.relative_to("/tmp")
+        except ValueError:
+            continue  # not under /tmp: stays visible as it is
+        target = sandbox.tmp / relative
+        target.mkdir(parents=True, exist_ok=True)
+        lines.append(f"mount --bind {shlex.quote(str(path))} {shlex.quote(str(target))}")
+    return "\n".join(lines)
 
 
 class SandboxUnavailable(RuntimeError):
@@ -95,8 +122,9 @@ def namespace_command(sandbox: Sandbox, hidden_dir: Path, cwd: str, argv: list[s
     flags = ["--mount", "--propagation", "private", "--pid", "--fork", "--kill-child"]
     if os.geteuid() != 0:
         flags = ["--user", "--map-root-user", *flags]
+    script = _ENTER.replace("KEEP_MOUNTS", _keep_mounts(sandbox))
     return [
-        unshare, *flags, "--", "/bin/sh", "-c", _ENTER, "modelyard-sandbox",
+        unshare, *flags, "--", "/bin/sh", "-c", script, "modelyard-sandbox",
         str(sandbox.ml), str(sandbox.tmp), str(hidden_dir), cwd, *argv,
     ]
 
