@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
+import string
 import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -76,7 +78,8 @@ def start_step(platform: "Platform", spec: "StepSpec", arguments: Any, scope: Sc
     if spec.type in ("Model", "CreateModel"):
         return _create_model(platform, arguments, execution_id, spec.name)
     if spec.type == "Callback":
-        token = uuid.uuid4().hex
+        # The API's CallbackToken is ten letters and digits.
+        token = "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(10))
         return StepResult("Executing", {"Callback": {
             "CallbackToken": token, "SqsQueueUrl": spec.raw.get("SqsQueueUrl", ""),
             "OutputParameters": []}})

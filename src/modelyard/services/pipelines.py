@@ -317,8 +317,9 @@ def send_pipeline_execution_step_success(ctx: RequestContext, request: dict[str,
     declared = {item["OutputName"]: item.get("OutputType", "String") for item in
                 ctx.platform.pipelines.definition(execution).steps[step].raw.get("OutputParameters", [])}
     try:
-        typed = [{"Name": item["Name"], "Value": convert_value(item["Value"], declared.get(item["Name"], "String"))}
-                 for item in outputs]
+        # Get "Steps.X.OutputParameters['name']" yields the value, typed as declared.
+        typed = {item["Name"]: convert_value(item["Value"], declared.get(item["Name"], "String"))
+                 for item in outputs}
     except (ValueError, TypeError) as error:
         raise validation_error(f"An output parameter does not match its declared type: {error}") from None
 
