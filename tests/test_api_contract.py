@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 import boto3
-import botocore.config
 import pytest
 import requests
 from botocore.exceptions import ClientError

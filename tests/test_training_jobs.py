@@ -233,9 +233,8 @@ time.sleep(int(os.environ.get("SLEEP_SECONDS", "300")))
 """
 
 
-def script_job(server, session, name: str, script: str, **changes) -> dict:
+def script_job(server, bucket: str, name: str, script: str, **changes) -> dict:
     """A scikit-learn script-mode request whose source tarball is uploaded by hand."""
-    bucket = session.default_bucket()
     archive = io.BytesIO()
     with tarfile.open(fileobj=archive, mode="w:gz") as tar:
         data = script.encode()
@@ -260,7 +259,7 @@ def script_job(server, session, name: str, script: str, **changes) -> dict:
 
 
 def test_failing_script_reports_its_exception(server, session, sagemaker_client, unique_name):
-    request = script_job(server, session, unique_name,
+    request = script_job(server, session.default_bucket(), unique_name,
                          "raise RuntimeError('label column is empty')\n")
     sagemaker_client.create_training_job(**request)
     job = wait_for_status(describe(sagemaker_client, unique_name), "TrainingJobStatus",
@@ -270,7 +269,7 @@ def test_failing_script_reports_its_exception(server, session, sagemaker_client,
 
 
 def test_runtime_limit_stops_the_job(server, session, sagemaker_client, unique_name):
-    request = script_job(server, session, unique_name, SLEEPER,
+    request = script_job(server, session.default_bucket(), unique_name, SLEEPER,
                          StoppingCondition={"MaxRuntimeInSeconds": 2})
     sagemaker_client.create_training_job(**request)
     job = wait_for_status(describe(sagemaker_client, unique_name), "TrainingJobStatus",
@@ -281,7 +280,7 @@ def test_runtime_limit_stops_the_job(server, session, sagemaker_client, unique_n
 
 
 def test_stop_request_stops_training(server, session, sagemaker_client, unique_name):
-    request = script_job(server, session, unique_name, SLEEPER)
+    request = script_job(server, session.default_bucket(), unique_name, SLEEPER)
     sagemaker_client.create_training_job(**request)
     wait_for_status(describe(sagemaker_client, unique_name), "SecondaryStatus", {"Training"})
     sagemaker_client.stop_training_job(TrainingJobName=unique_name)
@@ -314,7 +313,7 @@ def test_jobs_modelyard_cannot_run_are_refused(session, sagemaker_client, unique
 
 def test_duplicate_name_is_refused_and_the_first_job_untouched(
         server, session, sagemaker_client, unique_name):
-    request = script_job(server, session, unique_name, "print('quick')\n")
+    request = script_job(server, session.default_bucket(), unique_name, "print('quick')\n")
     sagemaker_client.create_training_job(**request)
     with pytest.raises(ClientError) as raised:
         sagemaker_client.create_training_job(**request)
@@ -327,10 +326,8 @@ def test_duplicate_name_is_refused_and_the_first_job_untouched(
 def test_training_interrupted_by_a_server_kill_completes_after_restart(tmp_path):
     server = ServerProcess.start(tmp_path / "data")
     try:
-        import sagemaker  # noqa: F401 - only for its availability; the request is built by hand
-        session = type("S", (), {"default_bucket": lambda self: "restart-training"})()
         server.client("s3").create_bucket(Bucket="restart-training")
-        request = script_job(server, session, "interrupted", SLEEPER,
+        request = script_job(server, "restart-training", "interrupted", SLEEPER,
                              Environment={"SLEEP_SECONDS": "3"})
         client = server.client("sagemaker")
         client.create_training_job(**request)
@@ -353,7 +350,7 @@ def test_runtime_figures_are_recorded_in_order(server, session, sagemaker_client
     script = ("import time\nfor step in range(3):\n"
               "    print(f'step {step} loss: {1.0 / (step + 1):.3f}', flush=True)\n"
               "    time.sleep(0.6)\n")
-    request = script_job(server, session, unique_name, script)
+    request = script_job(server, session.default_bucket(), unique_name, script)
     request["AlgorithmSpecification"]["MetricDefinitions"] = [
         {"Name": "train:loss", "Regex": "loss: ([0-9.]+)"}]
     started = time.time()

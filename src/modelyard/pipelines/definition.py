@@ -22,9 +22,12 @@ from ..api.shapes import service_model
 from .expressions import (
     ExpressionError, Reference, references, render_path, validate_conditions,
 )
+from .parameters import ParameterSpec, convert_value, parse_parameters, resolve_parameters
+
+__all__ = ["ParameterSpec", "PipelineDefinition", "StepSpec", "convert_value",
+           "parse_definition", "resolve_parameters"]
 
 SUPPORTED_VERSION = "2020-12-01"
-PARAMETER_TYPES = ("String", "Integer", "Float", "Boolean")
 STEP_TYPES = frozenset({
     "Processing", "Training", "Transform", "Tuning", "Model", "CreateModel", "RegisterModel",
     "Condition", "Fail", "Callback", "QualityCheck", "ClarifyCheck", "EndpointConfig",
@@ -69,18 +72,9 @@ FIXED_PROPERTIES = {
 }
 _BRANCH = {"if": "IfSteps", "else": "ElseSteps"}
 _STEP_NAME = re.compile(r"[A-Za-z0-9\-_]{1,64}")  # botocore StepName
-_PARAMETER_NAME = re.compile(r"[A-Za-z0-9\-_]{1,256}")  # botocore PipelineParameterName
 _DURATION = re.compile(
     r"P?(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(\d+(?:\.\d+)?S)?)?",
     re.IGNORECASE)
-
-
-@dataclass(frozen=True)
-class ParameterSpec:
-    name: str
-    type: str  # "String" | "Integer" | "Float" | "Boolean"
-    default: Any | None  # already of the declared type
-    enum_values: list | None
 
 
 @dataclass(frozen=True)
@@ -150,7 +144,7 @@ def parse_definition(text: str) -> PipelineDefinition:
     if version != SUPPORTED_VERSION:
         raise validation_error(f"PipelineDefinition Version {json.dumps(version)} is not "
                                f"supported; modelyard reads Version {SUPPORTED_VERSION}.")
-    parameters = _parse_parameters(document.get("Parameters") or [])
+    parameters = parse_parameters(document.get("Parameters") or [])
     raw_steps = document.get("Steps")
     if not isinstance(raw_steps, list) or not raw_steps:
         raise validation_error("PipelineDefinition must have a non-empty Steps list.")
@@ -174,105 +168,6 @@ def _load(text: str) -> dict:
     if not isinstance(document, dict):
         raise validation_error("PipelineDefinition must be a JSON object.")
     return document
-
-
-# ---------------------------------------------------------------- parameters
-
-def _parse_parameters(raw: Any) -> dict[str, ParameterSpec]:
-    if not isinstance(raw, list):
-        raise validation_error("PipelineDefinition Parameters must be a list.")
-    parameters: dict[str, ParameterSpec] = {}
-    for item in raw:
-        name = item.get("Name") if isinstance(item, dict) else None
-        if not isinstance(name, str) or not _PARAMETER_NAME.fullmatch(name):
-            raise validation_error(
-                f"Parameter {json.dumps(item)} needs a Name of letters, digits, - and _.")
-        if name in parameters:
-            raise validation_error(f"Parameter {name} is declared more than once.")
-        kind = item.get("Type")
-        if kind not in PARAMETER_TYPES:
-            raise validation_error(f"Parameter {name} has Type {json.dumps(kind)}; "
-                                   f"use one of {', '.join(PARAMETER_TYPES)}.")
-        enum_values = item.get("EnumValues")
-        if enum_values is not None:
-            if not isinstance(enum_values, list) or not enum_values:
-                raise validation_error(f"Parameter {name}: EnumValues must be a non-empty list.")
-            enum_values = [_declared(name, kind, value, "EnumValues entry")
-                           for value in enum_values]
-        default = item.get("DefaultValue")
-        if default is not None:
-            default = _declared(name, kind, default, "DefaultValue")
-            _check_enum(name, default, enum_values)
-        parameters[name] = ParameterSpec(name, kind, default, enum_values)
-    return parameters
-
-
-def _declared(name: str, kind: str, value: Any, what: str) -> Any:
-    try:
-        return convert_value(value, kind)
-    except ValueError:
-        raise validation_error(
-            f"Parameter {name}: {what} {json.dumps(value)} is not a valid {kind}.") from None
-
-
-def convert_value(value: Any, kind: str) -> Any:
-    """``value`` as a ``kind`` parameter value; ValueError when it is not one.
-
-    Strings are parsed (the wire carries every value as a string); JSON values of the
-    right type pass (definitions carry typed defaults)."""
-    if kind == "String":
-        if isinstance(value, str):
-            return value
-    elif isinstance(value, bool):
-        if kind == "Boolean":
-            return value
-    elif kind == "Integer":
-        if isinstance(value, int) or (isinstance(value, float) and value.is_integer()):
-            return int(value)
-        if isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d+\s*", value):
-            return int(value)
-    elif kind == "Float":
-        if isinstance(value, str) and "_" in value:
-            raise ValueError(value)  # Python's float() reads "1_000"; SageMaker would not
-        number = float(value) if isinstance(value, (int, float, str)) else math.nan
-        if math.isfinite(number):  # float() itself raises ValueError on "abc"
-            return number
-    elif kind == "Boolean" and isinstance(value, str) and value.lower() in ("true", "false"):
-        return value.lower() == "true"
-    raise ValueError(value)
-
-
-def _check_enum(name: str, value: Any, enum_values: list | None) -> None:
-    if enum_values is not None and value not in enum_values:
-        raise validation_error(
-            f"Value {json.dumps(value)} of parameter {name} is not one of its EnumValues: "
-            f"{', '.join(json.dumps(item) for item in enum_values)}.")
-
-
-def resolve_parameters(definition: PipelineDefinition,
-                       overrides: list[dict] | None) -> dict[str, Any]:
-    """StartPipelineExecution's PipelineParameters, typed and completed with defaults."""
-    declared = definition.parameters
-    given: dict[str, Any] = {}
-    for item in overrides or []:
-        name, value = item.get("Name"), item.get("Value")
-        if name not in declared:
-            raise validation_error(f"Parameter {name} is not defined in the pipeline; "
-                                   f"defined: {', '.join(declared) or 'none'}.")
-        if name in given:
-            raise validation_error(f"Parameter {name} is given more than once.")
-        kind = declared[name].type
-        try:
-            given[name] = convert_value(value, kind)
-        except ValueError:
-            raise validation_error(f"Value {json.dumps(value)} for parameter {name} "
-                                   f"is not a valid {kind}.") from None
-        _check_enum(name, given[name], declared[name].enum_values)
-    for name, spec in declared.items():
-        if name not in given and spec.default is None:
-            raise validation_error(f"Parameter {name} has no default value; "
-                                   "give it a value in PipelineParameters.")
-    return {name: given.get(name, spec.default) for name, spec in declared.items()}
 
 
 # ---------------------------------------------------------------- steps
