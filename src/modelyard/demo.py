@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import random
 import socket
@@ -58,6 +59,9 @@ def run_demo(*, data_dir: str | None = None, port: int | None = None) -> int:
         print("modelyard demo drives the SageMaker Python SDK; install it with "
               "pip install 'modelyard[sdk]' (or '.[test]' from a checkout).", file=sys.stderr)
         return 1
+    # The SDK turns on INFO logging for itself and botocore; the demo prints its own steps.
+    for name in ("sagemaker", "sagemaker.config", "botocore", "sagemaker_core"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     settings = load_settings(data_dir=data_dir)
     with _server(settings.data_dir, port) as endpoint:
         os.environ.update(_client_env(settings, endpoint))
