@@ -73,7 +73,7 @@ def _list_operations() -> int:
     from .services import OPERATIONS
 
     width = max(len(service) for service in OPERATIONS)
-    print(f"{'service'.ljust(width)}  operations")
+    print(f"{'service'.ljust(width)}  count  operations")
     for service, handlers in sorted(OPERATIONS.items()):
-        print(f"{service.ljust(width)}  {len(handlers):3d}  {', '.join(sorted(handlers))}")
+        print(f"{service.ljust(width)}  {len(handlers):5d}  {', '.join(sorted(handlers))}")
     return 0
