@@ -5,8 +5,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from ..api.context import RequestContext
 from ..api.errors import AwsError, validation_error
 from ..engine.channels import S3Location
+from ..store.resources import Resource
+from .common import list_query
 
 
 def require_single_instance(count: int, member: str) -> None:
@@ -61,3 +64,18 @@ def not_stoppable(kind_label: str, name: str, status: str) -> AwsError:
         f"The request was rejected because the {kind_label.lower()} {name} is in status "
         f"{status}; only InProgress jobs can be stopped."
     )
+
+
+def find_job(ctx: RequestContext, kind: str, label: str, name: str) -> Resource:
+    found = ctx.platform.resources.get(kind, name)
+    if found is None:
+        raise job_not_found(label, name)
+    return found
+
+
+def list_jobs(ctx: RequestContext, kind: str, request: dict[str, Any], member: str) -> dict[str, Any]:
+    """A List*Jobs response: the jobs' documents, shaped into summaries by the output shape."""
+    query = list_query(request, sort_columns={
+        "Name": "name", "CreationTime": "creation_time", "Status": "status"})
+    page = ctx.platform.resources.list(kind, query)
+    return {member: [item.document for item in page.items], "NextToken": page.next_token}

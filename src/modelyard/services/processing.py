@@ -9,9 +9,9 @@ from ..api.errors import validation_error
 from ..engine.images import require_image
 from ..engine.job_records import update_job
 from ..engine.processing_job import KIND
-from .common import list_query, resource_arn
+from .common import resource_arn
 from .jobs_common import (
-    job_exists, job_not_found, not_stoppable, require_file_mode, require_s3_uri,
+    find_job, job_exists, list_jobs, not_stoppable, require_file_mode, require_s3_uri,
     require_single_instance,
 )
 
@@ -73,25 +73,17 @@ def _require_processing_path(path: str, member: str) -> None:
 
 def describe_processing_job(ctx: RequestContext, request: dict[str, Any]) -> dict[str, Any]:
     name = request["ProcessingJobName"]
-    found = ctx.platform.resources.get(KIND, name)
-    if found is None:
-        raise job_not_found(LABEL, name)
+    found = find_job(ctx, KIND, LABEL, name)
     return found.document
 
 
 def list_processing_jobs(ctx: RequestContext, request: dict[str, Any]) -> dict[str, Any]:
-    query = list_query(request, sort_columns={
-        "Name": "name", "CreationTime": "creation_time", "Status": "status"})
-    page = ctx.platform.resources.list(KIND, query)
-    return {"ProcessingJobSummaries": [item.document for item in page.items],
-            "NextToken": page.next_token}
+    return list_jobs(ctx, KIND, request, "ProcessingJobSummaries")
 
 
 def stop_processing_job(ctx: RequestContext, request: dict[str, Any]) -> dict[str, Any]:
     name = request["ProcessingJobName"]
-    found = ctx.platform.resources.get(KIND, name)
-    if found is None:
-        raise job_not_found(LABEL, name)
+    found = find_job(ctx, KIND, LABEL, name)
     status = found.document["ProcessingJobStatus"]
     if status != "InProgress":
         raise not_stoppable(LABEL, name, status)

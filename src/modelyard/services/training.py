@@ -9,9 +9,9 @@ from ..api.errors import validation_error
 from ..engine.images import require_image, training_runtime
 from ..engine.job_records import add_transition, update_job
 from ..engine.training_job import KIND
-from .common import list_query, resource_arn
+from .common import resource_arn
 from .jobs_common import (
-    check_metric_definitions, job_exists, job_not_found, not_stoppable, require_file_mode,
+    check_metric_definitions, find_job, job_exists, list_jobs, not_stoppable, require_file_mode,
     require_s3_uri, require_single_instance,
 )
 
@@ -73,9 +73,7 @@ def create_training_job(ctx: RequestContext, request: dict[str, Any]) -> dict[st
 
 def describe_training_job(ctx: RequestContext, request: dict[str, Any]) -> dict[str, Any]:
     name = request["TrainingJobName"]
-    found = ctx.platform.resources.get(KIND, name)
-    if found is None:
-        raise job_not_found(LABEL, name)
+    found = find_job(ctx, KIND, LABEL, name)
     document = dict(found.document)
     if document.get("ModelArtifacts", {}).get("S3ModelArtifacts") == "":
         document.pop("ModelArtifacts")  # not known until the job uploads them
@@ -83,18 +81,12 @@ def describe_training_job(ctx: RequestContext, request: dict[str, Any]) -> dict[
 
 
 def list_training_jobs(ctx: RequestContext, request: dict[str, Any]) -> dict[str, Any]:
-    query = list_query(request, sort_columns={
-        "Name": "name", "CreationTime": "creation_time", "Status": "status"})
-    page = ctx.platform.resources.list(KIND, query)
-    return {"TrainingJobSummaries": [item.document for item in page.items],
-            "NextToken": page.next_token}
+    return list_jobs(ctx, KIND, request, "TrainingJobSummaries")
 
 
 def stop_training_job(ctx: RequestContext, request: dict[str, Any]) -> dict[str, Any]:
     name = request["TrainingJobName"]
-    found = ctx.platform.resources.get(KIND, name)
-    if found is None:
-        raise job_not_found(LABEL, name)
+    found = find_job(ctx, KIND, LABEL, name)
     status = found.document["TrainingJobStatus"]
     if status != "InProgress":
         raise not_stoppable(LABEL, name, status)
