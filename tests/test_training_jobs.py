@@ -269,8 +269,9 @@ def test_failing_script_reports_its_exception(server, session, sagemaker_client,
 
 
 def test_runtime_limit_stops_the_job(server, session, sagemaker_client, unique_name):
+    # Long enough for script mode to start and save under a loaded machine, far below 300 s.
     request = script_job(server, session.default_bucket(), unique_name, SLEEPER,
-                         StoppingCondition={"MaxRuntimeInSeconds": 2})
+                         StoppingCondition={"MaxRuntimeInSeconds": 6})
     sagemaker_client.create_training_job(**request)
     job = wait_for_status(describe(sagemaker_client, unique_name), "TrainingJobStatus",
                           {"Completed", "Failed", "Stopped"}, timeout=60)
