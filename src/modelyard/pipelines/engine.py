@@ -21,7 +21,7 @@ from . import records
 from .cache import StepCache, cache_key
 from .definition import PipelineDefinition, StepSpec, parse_definition
 from .expressions import ExpressionError, resolve
-from .steps import JOB_STEPS, StepResult, check_job, read_property_files, start_step
+from .steps import JOB_STEPS, StepResult, check_job, read_property_files, start_step, stop_job
 
 if TYPE_CHECKING:
     from ..platform import Platform
@@ -388,7 +388,8 @@ class PipelineEngine:
                 resource = platform.resources.get(job["kind"], job["name"])
                 status_field = "TrainingJobStatus" if job["kind"] == "TrainingJob" else "ProcessingJobStatus"
                 if resource is not None and resource.document[status_field] in ("InProgress", "Stopping"):
-                    _request_job_stop(platform, job, resource.document[status_field])
+                    if resource.document[status_field] == "InProgress":
+                        stop_job(platform, job)
                     still_running = True
                     continue
             now = platform.clock.now()
@@ -397,16 +398,3 @@ class PipelineEngine:
         if not still_running:
             records.update_execution(platform, execution_id,
                                      lambda doc: doc.update(PipelineExecutionStatus="Stopped"))
-
-
-def _request_job_stop(platform: "Platform", job: dict[str, str], status: str) -> None:
-    from .steps import _handlers, internal_context
-
-    if status != "InProgress":
-        return
-    if job["kind"] == "TrainingJob":
-        _handlers()["StopTrainingJob"](internal_context(platform, "StopTrainingJob"),
-                                       {"TrainingJobName": job["name"]})
-    else:
-        _handlers()["StopProcessingJob"](internal_context(platform, "StopProcessingJob"),
-                                         {"ProcessingJobName": job["name"]})

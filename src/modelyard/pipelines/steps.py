@@ -126,6 +126,13 @@ def check_job(platform: "Platform", spec: "StepSpec", job: dict[str, str],
                       failure_reason=reason, job=job, retryable=retryable)
 
 
+def stop_job(platform: "Platform", job: dict[str, str]) -> None:
+    """Ask a step's running job to stop, through the same handler StopXJob uses."""
+    operation = "StopTrainingJob" if job["kind"] == training_job.KIND else "StopProcessingJob"
+    member = "TrainingJobName" if job["kind"] == training_job.KIND else "ProcessingJobName"
+    _handlers()[operation](internal_context(platform, operation), {member: job["name"]})
+
+
 def read_property_files(platform: "Platform", spec: "StepSpec",
                         properties: dict[str, Any]) -> dict[str, Any]:
     """Fetch a finished processing step's property files (JSON) from its outputs."""
