@@ -82,7 +82,8 @@ def test_create_describe_put_get_round_trip(logs, group, server):
 
 def test_get_log_events_pages_forward_and_backward(logs, group):
     logs.create_log_stream(logGroupName=group, logStreamName="s")
-    put(logs, group, "s", [f"line {i}" for i in range(25)])
+    start = now_ms()
+    put(logs, group, "s", [f"line {i}" for i in range(25)], start)
 
     pages, token = [], None
     while True:
@@ -99,8 +100,10 @@ def test_get_log_events_pages_forward_and_backward(logs, group):
     assert [len(p) for p in pages] == [10, 10, 5]
     assert sum(pages, []) == [f"line {i}" for i in range(25)]
 
-    # Events arriving later are picked up by the token the caught-up reader holds.
-    put(logs, group, "s", ["late 1", "late 2"])
+    # CloudWatch Logs orders a stream by each event's own timestamp, not by arrival.
+    # Events arriving later with later timestamps are picked up by the token the
+    # caught-up reader holds.
+    put(logs, group, "s", ["late 1", "late 2"], start + 100)
     newer = logs.get_log_events(logGroupName=group, logStreamName="s", nextToken=token)
     assert [e["message"] for e in newer["events"]] == ["late 1", "late 2"]
 
@@ -114,6 +117,30 @@ def test_get_log_events_pages_forward_and_backward(logs, group):
     assert page["nextBackwardToken"] == previous
     assert [len(p) for p in backward] == [7, 10, 10]
     assert sum(backward, []) == [f"line {i}" for i in range(25)] + ["late 1", "late 2"]
+
+
+def test_get_log_events_orders_by_event_timestamp_not_arrival(logs, group):
+    """An event that arrives late but is stamped earlier sorts into its place by time."""
+    logs.create_log_stream(logGroupName=group, logStreamName="s")
+    start = now_ms()
+    put(logs, group, "s", ["first", "third"], start)
+    logs.put_log_events(
+        logGroupName=group, logStreamName="s",
+        logEvents=[{"timestamp": start + 1, "message": "fourth"}],
+    )
+    head = logs.get_log_events(logGroupName=group, logStreamName="s", startFromHead=True)
+    token = head["nextForwardToken"]
+    # A batch stamped before what a reader has already seen lands in timestamp order...
+    logs.put_log_events(
+        logGroupName=group, logStreamName="s",
+        logEvents=[{"timestamp": start, "message": "second"}],
+    )
+    again = logs.get_log_events(logGroupName=group, logStreamName="s", startFromHead=True)
+    assert [e["message"] for e in again["events"]] == ["first", "second", "third", "fourth"]
+    assert [e["timestamp"] for e in again["events"]] == [start, start, start + 1, start + 1]
+    # ...behind the forward token of a reader already past that time: it is not re-read.
+    newer = logs.get_log_events(logGroupName=group, logStreamName="s", nextToken=token)
+    assert newer["events"] == []
 
 
 def test_filter_log_events_terms_phrases_and_pages(logs, group):
