@@ -1,10 +1,12 @@
-"""Job benchmarks: ``python bench/jobs.py [overhead] [blazingtext]``.
+"""Job benchmarks: ``python bench/jobs.py [overhead] [blazingtext] [--buckets N] [--runs N]``.
 
 overhead     a processing job running a no-op script, CreateProcessingJob -> Completed,
              against the same script run with ``python`` directly (target: <= 0.5 s extra)
 blazingtext  BlazingText supervised training as a modelyard job, create -> Completed,
              against ``fasttext.train_supervised`` + ``save_model`` on the same file and
-             hyperparameters in this process (target: ratio <= 1.10)
+             hyperparameters in this process (target: ratio <= 1.10); prints the job's
+             phases (SecondaryStatusTransitions) too. ``--buckets 2000000`` runs only that
+             bucket count (default: 2M and 200k); ``--runs`` pairs per count (default 3).
 """
 
 from __future__ import annotations
@@ -94,7 +96,8 @@ BASE_HYPERPARAMETERS = {"mode": "supervised", "epochs": 10, "learning_rate": 0.5
                         "word_ngrams": 2, "vector_dim": 100, "min_count": 1}
 
 
-def bench_blazingtext(server: ServerProcess, scratch: Path) -> None:
+def bench_blazingtext(server: ServerProcess, scratch: Path,
+                      bucket_counts: tuple[int, ...] = (2_000_000, 200_000), runs: int = 3) -> None:
     """Two bucket counts: 2M (BlazingText's default, an 800 MB model.bin that the job must
     pack into model.tar.gz) and 200k (an 80 MB model), to separate packing from overhead."""
     train, validation = scratch / "train.txt", scratch / "validation.txt"
@@ -104,12 +107,23 @@ def bench_blazingtext(server: ServerProcess, scratch: Path) -> None:
     s3.create_bucket(Bucket="bench-blazingtext")
     s3.upload_file(str(train), "bench-blazingtext", "train/train.txt")
     s3.upload_file(str(validation), "bench-blazingtext", "validation/validation.txt")
-    for buckets in (2_000_000, 200_000):
-        _compare_blazingtext(server, scratch, train, validation, buckets)
+    for buckets in bucket_counts:
+        _compare_blazingtext(server, scratch, train, validation, buckets, runs)
+
+
+def _phases(job: dict) -> str:
+    """Seconds per SecondaryStatus (Starting, Downloading, Training, Uploading, ...)."""
+    shown = []
+    for transition in job.get("SecondaryStatusTransitions", []):
+        end = transition.get("EndTime")
+        if end is not None and transition["Status"] not in ("Completed", "Failed", "Stopped"):
+            seconds = (end - transition["StartTime"]).total_seconds()
+            shown.append(f"{transition['Status']} {seconds:.2f}")
+    return ", ".join(shown)
 
 
 def _compare_blazingtext(server: ServerProcess, scratch: Path, train: Path, validation: Path,
-                         buckets: int) -> None:
+                         buckets: int, runs: int) -> None:
     import fasttext
 
     from modelyard.engine.job_process import cpus_for
@@ -146,25 +160,47 @@ def _compare_blazingtext(server: ServerProcess, scratch: Path, train: Path, vali
         result = wait_done(lambda: client.describe_training_job(TrainingJobName=name),
                            "TrainingJobStatus", poll=0.5)
         assert result["TrainingJobStatus"] == "Completed", result.get("FailureReason")
-        return (result["TrainingEndTime"] - result["CreationTime"]).total_seconds()
+        seconds = (result["TrainingEndTime"] - result["CreationTime"]).total_seconds()
+        packing = [line.split("INFO", 1)[-1].strip() for line in
+                   server.log_path.read_text(errors="replace").splitlines()
+                   if f"/{name}/output/model.tar.gz:" in line]
+        print(f"  job {name}: {seconds:.2f} s ({_phases(result)}) {' '.join(packing)}",
+              flush=True)
+        return seconds
 
-    runs = [(direct(), job(index)) for index in range(3)]
-    baseline = statistics.median(run[0] for run in runs)
-    modelyard = statistics.median(run[1] for run in runs)
+    def pair(index: int) -> tuple[float, float]:
+        plain = direct()
+        print(f"  direct fastText: {plain:.2f} s", flush=True)
+        return plain, job(index)
+
+    pairs = [pair(index) for index in range(runs)]
+    baseline = statistics.median(run[0] for run in pairs)
+    modelyard = statistics.median(run[1] for run in pairs)
     print(f"blazingtext  buckets {buckets:>9,}: training job {modelyard:6.2f} s   "
           f"fasttext train+test+save {baseline:6.2f} s   ratio {modelyard / baseline:5.2f} "
           "(target <= 1.10)")
 
 
 def main(argv: list[str]) -> int:
-    wanted = set(argv) or {"overhead", "blazingtext"}
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("benchmarks", nargs="*", help="overhead, blazingtext (default: both)")
+    parser.add_argument("--buckets", type=int, action="append",
+                        help="BlazingText bucket count to run (repeatable; default 2M and 200k)")
+    parser.add_argument("--runs", type=int, default=3, help="pairs of runs per bucket count")
+    args = parser.parse_args(argv)
+    wanted = set(args.benchmarks) or {"overhead", "blazingtext"}
+    if wanted - {"overhead", "blazingtext"}:
+        parser.error(f"unknown benchmark(s) {sorted(wanted - {'overhead', 'blazingtext'})}")
     with tempfile.TemporaryDirectory(prefix="modelyard-bench-") as scratch:
         server = ServerProcess.start(Path(scratch) / "data")
         try:
             if "overhead" in wanted:
                 bench_overhead(server, Path(scratch))
             if "blazingtext" in wanted:
-                bench_blazingtext(server, Path(scratch))
+                bench_blazingtext(server, Path(scratch),
+                                  tuple(args.buckets or (2_000_000, 200_000)), args.runs)
         finally:
             server.stop()
     return 0

@@ -352,3 +352,160 @@ def test_error_paths_leave_stored_state_intact(server, sagemaker_client, unique_
     client.delete_model_package_group(ModelPackageGroupName=group)
     client.create_model_package_group(ModelPackageGroupName=group)
     assert register(client, group).endswith(f"{group}/1")  # a new group counts from 1
+
+
+# --- model cards on packages (UpdateModelPackage merges ModelCard) ----------------------------
+
+
+def card_of(client, arn: str) -> dict:
+    return client.describe_model_package(ModelPackageName=arn)["ModelCard"]
+
+
+def test_model_card_update_merges_content_and_status(sagemaker_client, unique_name):
+    import json
+
+    client = sagemaker_client
+    client.create_model_package_group(ModelPackageGroupName=unique_name)
+    first = json.dumps({"model_overview": {"model_creator": "support-ml"}})
+    arn = register(client, unique_name,
+                   ModelCard={"ModelCardContent": first, "ModelCardStatus": "Draft"})
+
+    second = json.dumps({"model_overview": {"model_creator": "support-ml-v2"}})
+    client.update_model_package(ModelPackageArn=arn, ModelCard={"ModelCardContent": second})
+    assert card_of(client, arn) == {"ModelCardContent": second, "ModelCardStatus": "Draft"}
+
+    client.update_model_package(ModelPackageArn=arn, ModelCard={"ModelCardStatus": "PendingReview"})
+    assert card_of(client, arn) == {"ModelCardContent": second, "ModelCardStatus": "PendingReview"}
+
+    # Members that are whole values still replace: ModelLifeCycle names its stage each time.
+    client.update_model_package(ModelPackageArn=arn, ModelLifeCycle={
+        "Stage": "Development", "StageStatus": "Approved", "StageDescription": "first"})
+    client.update_model_package(ModelPackageArn=arn, ModelLifeCycle={
+        "Stage": "Production", "StageStatus": "InProgress"})
+    described = client.describe_model_package(ModelPackageName=arn)
+    assert described["ModelLifeCycle"] == {"Stage": "Production", "StageStatus": "InProgress"}
+    assert described["ModelCard"]["ModelCardStatus"] == "PendingReview"
+
+
+def test_sdk_update_model_card_keeps_the_cards_status(server, unique_name):
+    import sagemaker
+    from sagemaker.model_card import ModelPackageModelCard
+
+    session = sdk_session()
+    client = session.sagemaker_client
+    client.create_model_package_group(ModelPackageGroupName=unique_name)
+    arn = register(client, unique_name, ModelCard={
+        "ModelCardContent": '{"model_overview": {"model_creator": "a"}}',
+        "ModelCardStatus": "Approved"})
+    package = sagemaker.ModelPackage(role="arn:aws:iam::123456789012:role/ModelyardExecutionRole",
+                                     model_package_arn=arn, sagemaker_session=session)
+    # Same status, new content: the SDK sends ModelCard={"ModelCardContent": ...} only.
+    package.update_model_card(ModelPackageModelCard(
+        model_card_content={"model_overview": {"model_creator": "b"}},
+        model_card_status="Approved"))
+    card = card_of(client, arn)
+    assert card["ModelCardStatus"] == "Approved"
+    assert '"b"' in card["ModelCardContent"]
+
+
+# --- SourceUri: packages registered from a model package or a model ---------------------------
+
+
+def test_source_uri_model_package_arn_fills_the_inference_specification(
+        sagemaker_client, unique_name):
+    client = sagemaker_client
+    client.create_model_package_group(ModelPackageGroupName=unique_name)
+    source = register(client, unique_name)
+    copied = client.create_model_package(ModelPackageGroupName=unique_name,
+                                         SourceUri=source)["ModelPackageArn"]
+    described = client.describe_model_package(ModelPackageName=copied)
+    assert described["SourceUri"] == source
+    assert described["InferenceSpecification"] == inference_specification()
+    # The copy is a package like any other: a model can be made from it.
+    client.create_model(ModelName=unique_name, PrimaryContainer={"ModelPackageName": copied})
+    container = client.describe_model(ModelName=unique_name)["PrimaryContainer"]
+    assert (container["Image"], container["ModelDataUrl"]) == (SKLEARN_IMAGE, MODEL_DATA)
+
+
+def test_source_uri_model_arn_fills_the_containers_from_the_model(sagemaker_client, unique_name):
+    client = sagemaker_client
+    client.create_model_package_group(ModelPackageGroupName=unique_name)
+    model_arn = client.create_model(
+        ModelName=unique_name,
+        ExecutionRoleArn="arn:aws:iam::123456789012:role/ModelyardExecutionRole",
+        PrimaryContainer={"Image": SKLEARN_IMAGE, "ModelDataUrl": MODEL_DATA,
+                          "Environment": {"SAGEMAKER_PROGRAM": "serve.py"}})["ModelArn"]
+    arn = client.create_model_package(ModelPackageGroupName=unique_name,
+                                      SourceUri=model_arn)["ModelPackageArn"]
+    described = client.describe_model_package(ModelPackageName=arn)
+    assert described["SourceUri"] == model_arn
+    assert described["InferenceSpecification"] == {"Containers": [{
+        "Image": SKLEARN_IMAGE, "ModelDataUrl": MODEL_DATA,
+        "Environment": {"SAGEMAKER_PROGRAM": "serve.py"}}]}
+
+
+def test_source_uri_elsewhere_is_stored_as_given(sagemaker_client, unique_name):
+    client = sagemaker_client
+    client.create_model_package_group(ModelPackageGroupName=unique_name)
+    uri = "s3://registry-models/exported/model.tar.gz"
+    bare = client.create_model_package(ModelPackageGroupName=unique_name,
+                                       SourceUri=uri)["ModelPackageArn"]
+    described = client.describe_model_package(ModelPackageName=bare)
+    assert described["SourceUri"] == uri
+    assert "InferenceSpecification" not in described  # nothing to copy it from
+
+
+def test_source_uri_errors_leave_the_group_empty(sagemaker_client, unique_name):
+    client = sagemaker_client
+    client.create_model_package_group(ModelPackageGroupName=unique_name)
+    source = register(client, unique_name)
+    both = error_of(lambda: client.create_model_package(
+        ModelPackageGroupName=unique_name, SourceUri=source,
+        InferenceSpecification=inference_specification()))
+    assert both["Code"] == "ValidationException"
+    assert "InferenceSpecification" in both["Message"] and "SourceUri" in both["Message"]
+    missing_model = source.replace(f"model-package/{unique_name.lower()}/1",
+                                   f"model/{unique_name}-gone")
+    gone = error_of(lambda: client.create_model_package(
+        ModelPackageGroupName=unique_name, SourceUri=missing_model))
+    assert gone["Code"] == "ValidationException"
+    assert missing_model in gone["Message"] and "does not exist" in gone["Message"]
+    gone_package = error_of(lambda: client.create_model_package(
+        ModelPackageGroupName=unique_name, SourceUri=f"{source}9"))
+    assert f"{source}9" in gone_package["Message"]
+    assert versions_in(client, unique_name) == [1]
+
+
+def test_sdk_register_with_source_uri(server, unique_name):
+    from sagemaker import get_execution_role
+    from sagemaker.model import Model
+
+    session = sdk_session()
+    client = session.sagemaker_client
+    role = get_execution_role(session)
+    source_model = client.create_model(
+        ModelName=unique_name, ExecutionRoleArn=role,
+        PrimaryContainer={"Image": SKLEARN_IMAGE, "ModelDataUrl": MODEL_DATA})["ModelArn"]
+    # The SDK drops its own containers when SourceUri names a model: they come from there.
+    other = Model(image_uri="registry.example.com/other/server:2",
+                  model_data="s3://registry-models/other/model.tar.gz", role=role,
+                  sagemaker_session=session)
+    from_model = other.register(
+        content_types=["text/csv"], response_types=["text/csv"],
+        inference_instances=["ml.m5.large"], transform_instances=["ml.m5.large"],
+        model_package_group_name=unique_name, source_uri=source_model)
+    described = client.describe_model_package(ModelPackageName=from_model.model_package_arn)
+    assert described["SourceUri"] == source_model
+    assert described["InferenceSpecification"]["Containers"][0]["Image"] == SKLEARN_IMAGE
+
+    # Any other URI: the SDK creates with its containers, then sets SourceUri by update,
+    # which must keep the inference specification.
+    exported = "s3://registry-models/exported/model.tar.gz"
+    from_s3 = other.register(
+        content_types=["text/csv"], response_types=["text/csv"],
+        inference_instances=["ml.m5.large"], transform_instances=["ml.m5.large"],
+        model_package_group_name=unique_name, source_uri=exported)
+    described = client.describe_model_package(ModelPackageName=from_s3.model_package_arn)
+    assert described["SourceUri"] == exported
+    assert described["InferenceSpecification"]["Containers"][0]["Image"] == \
+        "registry.example.com/other/server:2"

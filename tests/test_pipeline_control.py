@@ -75,7 +75,8 @@ def test_callback_step_waits_for_its_token_and_passes_outputs_on(sagemaker_clien
         CallbackToken=token, OutputParameters=[{"Name": "decision", "Value": "ship it"}])
     final = finished(sagemaker_client, arn)
     assert final["PipelineExecutionStatus"] == "Failed"  # the Fail step reports the decision
-    assert final["FailureReason"] == "decision: ship it"
+    assert steps_of(sagemaker_client, arn)["Report"]["Metadata"]["Fail"]["ErrorMessage"] == \
+        "decision: ship it"
 
 
 def test_failed_execution_can_be_retried(sagemaker_client, unique_name):

@@ -334,6 +334,17 @@ def test_refuses_cycles_and_unknown_depends_on():
             "cycle", "C", "D")
 
 
+def test_refuses_steps_that_depend_on_a_fail_step():
+    refused(definition([fail_step("F"), condition_step("C", [], DependsOn=["F"])]),
+            "C can not depends on F", "DependsOn")
+    # Nested in a branch, and through a Get rather than DependsOn.
+    reads = fail_step("Late", {"Std:Join": {"On": " ", "Values": [get("Steps.F.ErrorMessage")]}})
+    refused(definition([fail_step("F"), condition_step("C", [], [reads])]),
+            "Late can not depends on F", "Steps.F.ErrorMessage")
+    # A Fail step may itself wait for others.
+    parse_definition(definition([condition_step("C", []), fail_step("F", DependsOn=["C"])]))
+
+
 def test_refuses_a_step_waiting_on_both_branches():
     steps = [condition_step("C", [], [condition_step("Yes", [])], [condition_step("No", [])]),
              fail_step("Both", DependsOn=["Yes", "No"])]

@@ -94,9 +94,11 @@ def test_false_condition_fails_with_the_resolved_message(server, ticket_pipeline
         execution.wait(delay=1, max_attempts=180)
     description = execution.describe()
     assert description["PipelineExecutionStatus"] == "Failed"
-    assert description["FailureReason"].startswith("Accuracy ")
-    assert description["FailureReason"].endswith("is below the threshold 1.5")
+    assert description["FailureReason"] == "Step failure: One or multiple steps failed."
     steps = steps_by_name(execution)
+    message = steps["AccuracyTooLow"]["Metadata"]["Fail"]["ErrorMessage"]
+    assert message.startswith("Accuracy ") and message.endswith("is below the threshold 1.5")
+    assert steps["AccuracyTooLow"]["FailureReason"] == message
     assert steps["CheckAccuracy"]["Metadata"]["Condition"]["Outcome"] == "False"
     assert "Register-RegisterModel" not in steps
     packages = server.client("sagemaker").list_model_packages(

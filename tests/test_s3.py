@@ -477,3 +477,102 @@ def test_restart_after_sigkill_removes_leftovers_and_keeps_objects(tmp_path):
         assert not list((objects / "tmp").iterdir())
     finally:
         server.stop()
+
+
+# --- server-side encryption headers -----------------------------------------------------
+
+
+def test_every_object_reports_sse_s3_and_kms_requests_keep_their_key(s3, bucket):
+    put = s3.put_object(Bucket=bucket, Key="plain", Body=b"x")
+    assert put["ServerSideEncryption"] == "AES256"
+    for read in (s3.head_object, s3.get_object):
+        answer = read(Bucket=bucket, Key="plain")
+        assert answer["ServerSideEncryption"] == "AES256"
+        assert "SSEKMSKeyId" not in answer
+
+    key_arn = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    put = s3.put_object(Bucket=bucket, Key="kms", Body=b"y", ServerSideEncryption="aws:kms",
+                        SSEKMSKeyId=key_arn, BucketKeyEnabled=True)
+    assert (put["ServerSideEncryption"], put["SSEKMSKeyId"], put["BucketKeyEnabled"]) \
+        == ("aws:kms", key_arn, True)
+    for read in (s3.head_object, s3.get_object):
+        answer = read(Bucket=bucket, Key="kms")
+        assert (answer["ServerSideEncryption"], answer["SSEKMSKeyId"],
+                answer["BucketKeyEnabled"]) == ("aws:kms", key_arn, True)
+
+    # Without a key id S3 uses the account's AWS managed key, and says so.
+    put = s3.put_object(Bucket=bucket, Key="dsse", Body=b"z",
+                        ServerSideEncryption="aws:kms:dsse")
+    assert put["ServerSideEncryption"] == "aws:kms:dsse"
+    assert put["SSEKMSKeyId"].endswith(":alias/aws/s3")
+
+    # A copy is encrypted as the copy request says, not as its source was.
+    copied = s3.copy_object(Bucket=bucket, Key="copy", CopySource=f"{bucket}/kms")
+    assert copied["ServerSideEncryption"] == "AES256" and "SSEKMSKeyId" not in copied
+    assert s3.head_object(Bucket=bucket, Key="copy")["ServerSideEncryption"] == "AES256"
+    copied = s3.copy_object(Bucket=bucket, Key="copy-kms", CopySource=f"{bucket}/plain",
+                            ServerSideEncryption="aws:kms", SSEKMSKeyId="alias/team")
+    assert (copied["ServerSideEncryption"], copied["SSEKMSKeyId"]) == ("aws:kms", "alias/team")
+    head = s3.head_object(Bucket=bucket, Key="copy-kms")
+    assert (head["ServerSideEncryption"], head["SSEKMSKeyId"]) == ("aws:kms", "alias/team")
+
+    with pytest.raises(botocore.exceptions.ClientError) as excinfo:
+        s3.put_object(Bucket=bucket, Key="bad", Body=b"x", SSEKMSKeyId=key_arn)
+    assert error_code(excinfo) == "InvalidArgument"
+    assert "x-amz-server-side-encryption-aws-kms-key-id" in str(excinfo.value)
+
+
+def test_multipart_uploads_report_their_encryption_on_every_step(s3, bucket):
+    upload = s3.create_multipart_upload(Bucket=bucket, Key="big", ServerSideEncryption="aws:kms",
+                                        SSEKMSKeyId="alias/models")
+    assert (upload["ServerSideEncryption"], upload["SSEKMSKeyId"]) == ("aws:kms", "alias/models")
+    part = s3.upload_part(Bucket=bucket, Key="big", UploadId=upload["UploadId"], PartNumber=1,
+                          Body=b"part")
+    assert (part["ServerSideEncryption"], part["SSEKMSKeyId"]) == ("aws:kms", "alias/models")
+    done = s3.complete_multipart_upload(
+        Bucket=bucket, Key="big", UploadId=upload["UploadId"],
+        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]})
+    assert (done["ServerSideEncryption"], done["SSEKMSKeyId"]) == ("aws:kms", "alias/models")
+    head = s3.head_object(Bucket=bucket, Key="big")
+    assert (head["ServerSideEncryption"], head["SSEKMSKeyId"]) == ("aws:kms", "alias/models")
+
+    plain = s3.create_multipart_upload(Bucket=bucket, Key="plain")
+    assert plain["ServerSideEncryption"] == "AES256"
+    part = s3.upload_part(Bucket=bucket, Key="plain", UploadId=plain["UploadId"], PartNumber=1,
+                          Body=b"part")
+    assert part["ServerSideEncryption"] == "AES256"
+    done = s3.complete_multipart_upload(
+        Bucket=bucket, Key="plain", UploadId=plain["UploadId"],
+        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]})
+    assert done["ServerSideEncryption"] == "AES256" and "SSEKMSKeyId" not in done
+
+
+def test_customer_provided_keys_are_refused_naming_the_header(server, s3, bucket):
+    s3.put_object(Bucket=bucket, Key="existing", Body=b"x")
+    customer_key = b"k" * 32
+    sse_c = {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": customer_key}
+    calls = [
+        lambda: s3.put_object(Bucket=bucket, Key="sse-c", Body=b"secret", **sse_c),
+        lambda: s3.get_object(Bucket=bucket, Key="existing", **sse_c),
+        lambda: s3.create_multipart_upload(Bucket=bucket, Key="sse-c", **sse_c),
+        lambda: s3.copy_object(Bucket=bucket, Key="sse-c", CopySource=f"{bucket}/existing",
+                               CopySourceSSECustomerAlgorithm="AES256",
+                               CopySourceSSECustomerKey=customer_key),
+    ]
+    for call in calls:
+        with pytest.raises(botocore.exceptions.ClientError) as excinfo:
+            call()
+        error = excinfo.value.response["Error"]
+        assert excinfo.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+        assert error["Code"] == "InvalidArgument"
+        assert "SSE-C" in error["Message"]
+        assert "-server-side-encryption-customer-algorithm" in error["Message"]
+        assert error["ArgumentName"].endswith("server-side-encryption-customer-algorithm")
+        assert base64.b64encode(customer_key).decode() not in error["Message"]
+    with pytest.raises(botocore.exceptions.ClientError) as excinfo:
+        s3.head_object(Bucket=bucket, Key="sse-c")
+    assert excinfo.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+    # A HEAD error has no body; its status still says "bad request", not "not found".
+    with pytest.raises(botocore.exceptions.ClientError) as excinfo:
+        s3.head_object(Bucket=bucket, Key="existing", **sse_c)
+    assert excinfo.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400

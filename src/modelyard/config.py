@@ -46,6 +46,9 @@ class Settings:
     # Jobs running at once; more wait in a queue. Each job also gets at most its
     # instance type's vCPUs, capped by this machine's cores.
     max_concurrent_jobs: int = field(default_factory=lambda: os.cpu_count() or 1)
+    # Each job's memory limit (cgroups, engine/cgroups.py): None = its instance type's
+    # memory, 0 = no limit; MODELYARD_JOB_MEMORY_LIMIT ("off", "512MiB", "2GiB", bytes).
+    job_memory_limit_bytes: int | None = None
 
     @property
     def endpoint_url(self) -> str:
@@ -80,10 +83,50 @@ def load_settings(
         port=int(port or env.get("MODELYARD_PORT") or DEFAULT_PORT),
         region=region or env.get("MODELYARD_REGION") or DEFAULT_REGION,
         database_url=database_url or env.get("MODELYARD_DATABASE_URL") or None,
-        account_id=env.get("MODELYARD_ACCOUNT_ID") or identity["account_id"],
+        account_id=_account_id(env.get("MODELYARD_ACCOUNT_ID"), identity),
         credentials=_resolve_credentials(directory, identity),
         max_concurrent_jobs=int(env.get("MODELYARD_MAX_CONCURRENT_JOBS") or os.cpu_count() or 1),
+        job_memory_limit_bytes=_memory_limit(env.get("MODELYARD_JOB_MEMORY_LIMIT")),
     )
+
+
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "kib": 1024, "kb": 1000, "m": MiB, "mib": MiB,
+               "mb": 1000 ** 2, "g": GiB, "gib": GiB, "gb": 1000 ** 3}
+
+
+def _memory_limit(configured: str | None) -> int | None:
+    """MODELYARD_JOB_MEMORY_LIMIT: unset/"instance" -> None, "off" -> 0, else a size."""
+    text = (configured or "instance").strip().lower()
+    if text == "instance":
+        return None
+    if text in ("off", "none", "0"):
+        return 0
+    number = text.rstrip("abcdefghijklmnopqrstuvwxyz").strip()
+    unit = text[len(number):].strip() if number else ""
+    try:
+        size = int(float(number) * _SIZE_UNITS[unit])
+    except (ValueError, KeyError):
+        size = 0
+    if size < 16 * MiB:
+        raise SystemExit(
+            f"MODELYARD_JOB_MEMORY_LIMIT must be 'instance' (the instance type's memory, the "
+            f"default), 'off', or a size of at least 16MiB such as 512MiB or 2GiB; got "
+            f"{configured!r}."
+        )
+    return size
+
+
+def _account_id(configured: str | None, identity: dict) -> str:
+    """``MODELYARD_ACCOUNT_ID`` (an account id the team's code hard-codes), else the
+    data directory's own."""
+    if not configured:
+        return identity["account_id"]
+    if len(configured) != 12 or not (configured.isascii() and configured.isdigit()):
+        raise SystemExit(
+            f"MODELYARD_ACCOUNT_ID must be an AWS account id, 12 digits (e.g. 123456789012); "
+            f"got {configured!r}."
+        )
+    return configured
 
 
 def _resolve_credentials(directory: Path, identity: dict) -> Credentials:

@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+import warnings
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,13 +27,19 @@ from .config import DEFAULT_PORT, load_settings
 from .server import export_lines, running_endpoint
 
 
+# The SageMaker SDK's loggers: its notices are about the SDK, not about modelyard.
+SDK_LOGGERS = ("sagemaker", "sagemaker_core")
+
+
 class Steps:
     """Runs named steps, printing each as it starts and ends, and keeps a summary."""
 
-    def __init__(self) -> None:
+    def __init__(self, before_each: Callable[[], None] = lambda: None) -> None:
         self.rows: list[tuple[str, str, float]] = []
+        self._before_each = before_each
 
     def run(self, title: str, action: Callable[[], Any], describe: Callable[[Any], str]) -> Any:
+        self._before_each()
         print(f"  … {title}", flush=True)
         started = time.perf_counter()
         result = action()
@@ -53,20 +60,59 @@ class Steps:
 
 
 def run_demo(*, data_dir: str | None = None, port: int | None = None) -> int:
-    try:
-        import sagemaker  # noqa: F401
-    except ImportError:
-        print("modelyard demo drives the SageMaker Python SDK; install it with "
-              "pip install 'modelyard[sdk]' (or '.[test]' from a checkout).", file=sys.stderr)
-        return 1
-    # The SDK turns on INFO logging for itself and botocore; the demo prints its own steps.
-    for name in ("sagemaker", "sagemaker.config", "botocore", "sagemaker_core"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    with _quiet_sdk() as quiet:
+        try:
+            import sagemaker  # noqa: F401
+        except ImportError:
+            print("modelyard demo drives the SageMaker Python SDK; install it with "
+                  "pip install 'modelyard[sdk]' (or '.[test]' from a checkout).", file=sys.stderr)
+            return 1
+        return _run(data_dir, port, quiet)
+
+
+@contextmanager
+def _quiet_sdk() -> Iterator[Callable[[], None]]:
+    """Keep the SDK's own warnings and notices out of the demo's output, in this process only.
+
+    The SageMaker SDK warns on import that v2 is on a path of deprecation, warns each time a
+    step is built under a PipelineSession, logs a notice for each field it leaves out of a
+    pipeline definition ("Popping out ..."), and turns on INFO logging for itself. None of
+    that is about modelyard and none of it is an error: while the demo runs, warnings raised
+    in the SDK's modules are ignored and the SDK's loggers pass errors only. Yields a
+    function that quiets loggers the SDK created since (some set their own level on import);
+    levels are restored on the way out.
+    """
+    saved: dict[str, int] = {}
+
+    def quiet() -> None:
+        names = [name for name in logging.root.manager.loggerDict
+                 if name.split(".")[0] in SDK_LOGGERS]
+        for name in {*SDK_LOGGERS, "sagemaker.config", *names}:
+            logger = logging.getLogger(name)
+            saved.setdefault(name, logger.level)
+            logger.setLevel(max(logger.level, logging.ERROR))
+        # botocore logs credential notices at INFO; its warnings still show.
+        logging.getLogger("botocore").setLevel(logging.WARNING)
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", module=r"sagemaker(_core)?(\.|$)")
+        warnings.filterwarnings("ignore", message=r".*SageMaker Python SDK v2")
+        saved["botocore"] = logging.getLogger("botocore").level
+        quiet()
+        try:
+            yield quiet
+        finally:
+            for name, level in saved.items():
+                logging.getLogger(name).setLevel(level)
+
+
+def _run(data_dir: str | None, port: int | None, quiet: Callable[[], None]) -> int:
+    quiet()  # loggers the SDK's import just configured
     settings = load_settings(data_dir=data_dir)
     with _server(settings.data_dir, port) as endpoint:
         os.environ.update(_client_env(settings, endpoint))
         print(f"modelyard demo against {endpoint} (data in {settings.data_dir})")
-        steps = Steps()
+        steps = Steps(before_each=quiet)
         bucket = _storage_round_trip(steps)
         splits = _prepare_tickets(steps, settings.data_dir, bucket)
         _train_ticket_classifier(steps, bucket, splits)
@@ -221,7 +267,8 @@ def _run_ticket_pipeline(steps: Steps, bucket: str) -> None:
             description = _follow_pipeline(client, execution.arn)
             if description["PipelineExecutionStatus"] == "Succeeded":
                 return "Succeeded: model registered"
-            return f"{description['PipelineExecutionStatus']}: {description.get('FailureReason')}"
+            return (f"{description['PipelineExecutionStatus']}: "
+                    f"{_failure_message(client, execution.arn, description)}")
 
         steps.run(f"pipeline, learning rate {learning_rate}", run, str)
 
@@ -237,6 +284,22 @@ def _run_ticket_pipeline(steps: Steps, bucket: str) -> None:
         return f"{arn.rsplit('/', 2)[-2]} v{arn.rsplit('/', 1)[-1]} Approved"
 
     steps.run("approve the newest version", approve, str)
+
+
+def _failure_message(client, execution_arn: str, description: dict) -> str:  # noqa: ANN001
+    """Why an execution failed, in its own words: a Fail step's ErrorMessage (kept in the
+    step's metadata; the execution's FailureReason only says that a step failed), else the
+    failed step's FailureReason."""
+    listed = client.list_pipeline_execution_steps(
+        PipelineExecutionArn=execution_arn)["PipelineExecutionSteps"]
+    for step in listed:
+        message = step.get("Metadata", {}).get("Fail", {}).get("ErrorMessage")
+        if message:
+            return message
+    for step in listed:
+        if step["StepStatus"] == "Failed" and step.get("FailureReason"):
+            return f"{step['StepName']}: {step['FailureReason']}"
+    return description.get("FailureReason", "no reason given")
 
 
 def _follow_pipeline(client, execution_arn: str) -> dict:  # noqa: ANN001 - a boto3 client

@@ -30,7 +30,7 @@ class Platform:
     @classmethod
     def open(cls, settings: Settings, clock: Clock | None = None) -> "Platform":
         database = Database(settings.resolved_database_url)
-        database.create_schema()
+        database.upgrade_schema()
         objects = LocalObjectStore(database, settings.data_dir / "objects", settings)
         objects.recover()
         platform = cls(

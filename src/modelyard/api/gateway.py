@@ -14,14 +14,13 @@ import uuid
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
-import cbor2
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ..platform import Platform
 from ..services import find_handler
-from . import jsonproto, query, restxml, sigv4
+from . import cborproto, jsonproto, query, restxml, sigv4
 from .context import RequestContext
 from .errors import AwsError, not_implemented
 from .shapes import operation_model, parse_input, service_model
@@ -159,6 +158,7 @@ class Gateway:
         if protocol == "rest-json" and request.url.path.startswith("/endpoints/"):
             raise not_implemented("sagemaker-runtime", "InvokeEndpoint")
         if protocol == "cbor":
+            cborproto.read_body(body)
             raise not_implemented("cloudwatch", request.url.path.rsplit("/", 1)[-1])
         raise AwsError(
             "UnknownOperationException",
@@ -291,12 +291,7 @@ def _render_error(protocol: str, error: AwsError, request_id: str, request: Requ
     if protocol in ("json", "rest-json"):
         return jsonproto.render_error(error, request_id)
     if protocol == "cbor":
-        return Response(
-            cbor2.dumps({"__type": error.code, "message": error.message}),
-            status_code=error.status,
-            media_type="application/cbor",
-            headers={"smithy-protocol": "rpc-v2-cbor", "x-amzn-RequestId": request_id},
-        )
+        return cborproto.render_error(error, request_id)
     return restxml.render_s3_error(
         error, request_id, head=request.method == "HEAD", resource=request.url.path
     )

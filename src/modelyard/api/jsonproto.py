@@ -15,6 +15,8 @@ CONTENT_TYPE = "application/x-amz-json-1.1"
 
 # botocore service names whose wire protocol is JSON 1.x and that modelyard routes.
 JSON_SERVICES = ("sagemaker", "logs", "events")
+# Deeper than any input shape of these services nests (SageMaker's deepest is 10).
+MAX_NESTING = 64
 
 
 @functools.lru_cache(maxsize=1)
@@ -36,15 +38,59 @@ def read_target(target: str) -> tuple[str, str]:
 
 
 def read_body(body: bytes) -> dict[str, Any]:
+    """The request's JSON object; anything else is a 400 ``SerializationException``."""
     if not body.strip():
         return {}
     try:
         value = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise AwsError("SerializationException", f"The request body is not valid JSON: {error}") from None
+    except RecursionError:
+        raise _too_deep() from None
+    except ValueError as error:  # not JSON, not UTF-8, or a number too long to convert
+        raise AwsError("SerializationException", f"The request body is not valid JSON: "
+                       f"{_shortened(str(error))}") from None
     if not isinstance(value, dict):
         raise AwsError("SerializationException", "The request body must be a JSON object.")
+    check_nesting(value)
     return value
+
+
+def check_nesting(value: Any, limit: int = MAX_NESTING) -> None:
+    """Refuse documents nested deeper than any request shape needs, and text that is not
+    Unicode (lone UTF-16 surrogates, which JSON escapes can spell and no store accepts).
+    No recursion here: the point is to stop input that would exhaust the stack later."""
+    pending = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if depth > limit:
+            raise _too_deep(limit)
+        if isinstance(item, str):
+            _check_text(item)
+        elif isinstance(item, dict):
+            pending.extend((key, depth) for key in item)
+            pending.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, list):
+            pending.extend((child, depth + 1) for child in item)
+
+
+def _check_text(text: str) -> None:
+    if text.isascii():
+        return
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise AwsError("SerializationException", f"The request body has a string with a lone "
+                       f"UTF-16 surrogate ({text[error.start]!a}), which is not Unicode text; "
+                       "send text as UTF-8.") from None
+
+
+def _too_deep(limit: int = MAX_NESTING) -> AwsError:
+    return AwsError("SerializationException", f"The request body nests objects and arrays "
+                    f"more than {limit} levels deep, which no operation accepts; send the "
+                    "request as the service model shapes it.")
+
+
+def _shortened(text: str, limit: int = 300) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def render_result(output_shape, result: dict[str, Any] | None, request_id: str) -> Response:

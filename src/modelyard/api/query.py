@@ -30,7 +30,8 @@ def unflatten(shape: Shape | None, form: dict[str, str], prefix: str = "") -> An
     if kind == "structure":
         result = {}
         for name, member in shape.members.items():
-            key = f"{prefix}{member.serialization.get('name', name)}"
+            wire_name = member.serialization.get("name", name)
+            key = f"{prefix}.{wire_name}" if prefix else wire_name
             value = unflatten(member, form, key)
             if value is not None:
                 result[name] = value
@@ -39,8 +40,9 @@ def unflatten(shape: Shape | None, form: dict[str, str], prefix: str = "") -> An
         flattened = shape.serialization.get("flattened")
         item_name = shape.member.serialization.get("name", "member")
         base = f"{prefix}." if flattened else f"{prefix}.{item_name}."
+        present = _indexes_under(base, form)
         items, index = [], 1
-        while any(field == f"{base}{index}" or field.startswith(f"{base}{index}.") for field in form):
+        while index in present:
             items.append(unflatten(shape.member, form, f"{base}{index}"))
             index += 1
         if not items and form.get(prefix) == "":
@@ -54,6 +56,18 @@ def unflatten(shape: Shape | None, form: dict[str, str], prefix: str = "") -> An
             index += 1
         return result or None
     return form.get(prefix)
+
+
+def _indexes_under(base: str, form: dict[str, str]) -> set[int]:
+    """The item numbers that fields ``<base><n>`` or ``<base><n>.<...>`` use."""
+    present = set()
+    for field in form:
+        if field.startswith(base):
+            number = field[len(base):].partition(".")[0]
+            if number.isascii() and number.isdigit() and not number.startswith("0") \
+                    and len(number) < 7:
+                present.add(int(number))
+    return present
 
 
 def render_result(
@@ -73,7 +87,9 @@ def render_error(error: AwsError, request_id: str) -> Response:
     root = ElementTree.Element("ErrorResponse")
     element = ElementTree.SubElement(root, "Error")
     ElementTree.SubElement(element, "Type").text = "Sender" if error.sender_fault else "Receiver"
-    ElementTree.SubElement(element, "Code").text = error.code
+    # Query services (STS, IAM) name a request that fails validation ValidationError.
+    code = "ValidationError" if error.code == "ValidationException" else error.code
+    ElementTree.SubElement(element, "Code").text = code
     ElementTree.SubElement(element, "Message").text = error.message
     ElementTree.SubElement(root, "RequestId").text = request_id
     return _xml_response(root, error.status, request_id)

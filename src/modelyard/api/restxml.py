@@ -63,6 +63,7 @@ _XML_ROOTS = {
 }
 
 _HEX_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+_HEADER_UNSAFE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _CHECKSUM_HEADER = "x-amz-checksum-"
 
 
@@ -433,8 +434,9 @@ def render_s3_response(operation: OperationModel, result: Mapping[str, Any], req
 
 
 def _header_safe(text: str) -> str:
-    """Header values go out as latin-1 and must not break the header line."""
-    text = text.replace("\r", " ").replace("\n", " ")
+    """Header values go out as latin-1 and must not break the header line: control
+    characters (which HTTP forbids in a value, except tab) become spaces."""
+    text = _HEADER_UNSAFE.sub(" ", text)
     try:
         text.encode("latin-1")
     except UnicodeEncodeError:

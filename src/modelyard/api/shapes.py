@@ -25,6 +25,14 @@ log = logging.getLogger(__name__)
 
 _MAX_REPORTED_ERRORS = 10
 _MAX_ENUM_SHOWN = 40
+# What AWS's services (Java) can hold: 32-bit integers, 64-bit longs, years 1 to 9999.
+_INTEGER_RANGES = {"integer": (-(2**31), 2**31 - 1), "long": (-(2**63), 2**63 - 1)}
+_EPOCH_RANGE = (-62135596800.0, 253402300799.999)
+# What a value of a shape looks like, where its pattern alone does not say it plainly.
+_PATTERN_HINTS = {
+    "RoleArn": " (a role ARN looks like arn:aws:iam::<12-digit account id>:role/<optional "
+               "path/>name, e.g. arn:aws:iam::123456789012:role/SageMakerRole)",
+}
 
 
 @functools.lru_cache(maxsize=None)
@@ -143,8 +151,9 @@ def _parse_scalar(shape: Shape, value: Any, path: str, errors: _Collector, strin
         if pattern:
             compiled = _compile_pattern(pattern)
             if compiled is not None and compiled.fullmatch(value) is None:
+                hint = _PATTERN_HINTS.get(shape.name, "")
                 errors.add(
-                    value, path, f"Member must satisfy regular expression pattern: {pattern}"
+                    value, path, f"Member must satisfy regular expression pattern: {pattern}{hint}"
                 )
         return value
     if kind in ("integer", "long"):
@@ -152,12 +161,16 @@ def _parse_scalar(shape: Shape, value: Any, path: str, errors: _Collector, strin
         if number is None:
             errors.add(value, path, "Member must be an integer")
             return None
+        low, high = _INTEGER_RANGES[kind]
+        if not low <= number <= high:
+            errors.add(value, path, f"Member must be an integer between {low} and {high}")
+            return None
         _check_range(shape, number, path, errors)
         return number
     if kind in ("float", "double"):
         number = _coerce_number(value, float, strings)
-        if number is None or math.isnan(number):
-            errors.add(value, path, "Member must be a number")
+        if number is None or not math.isfinite(number):
+            errors.add(value, path, "Member must be a finite number")
             return None
         _check_range(shape, number, path, errors)
         return number
@@ -170,8 +183,10 @@ def _parse_scalar(shape: Shape, value: Any, path: str, errors: _Collector, strin
         return None
     if kind == "timestamp":
         stamp = parse_timestamp(value)
-        if stamp is None:
-            errors.add(value, path, "Member must be a timestamp (epoch seconds or ISO 8601)")
+        if stamp is None or not _EPOCH_RANGE[0] <= stamp <= _EPOCH_RANGE[1]:
+            errors.add(value, path, "Member must be a timestamp (epoch seconds or ISO 8601) "
+                       "between the years 1 and 9999")
+            return None
         return stamp
     if kind == "blob":
         if isinstance(value, (bytes, bytearray)):
@@ -251,19 +266,19 @@ def _translate_java_regex(pattern: str) -> str:
 def parse_timestamp(value: Any) -> float | None:
     if isinstance(value, bool):
         return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, datetime):
-        return _aware(value).timestamp()
-    if isinstance(value, str):
-        try:
+    try:
+        if isinstance(value, (int, float)):
             return float(value)
-        except ValueError:
-            pass
-        try:
+        if isinstance(value, datetime):
+            return _aware(value).timestamp()
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
             return _aware(datetime.fromisoformat(value.replace("Z", "+00:00"))).timestamp()
-        except ValueError:
-            return None
+    except (ValueError, OverflowError):  # not a date, or an integer too large for a float
+        return None
     return None
 
 

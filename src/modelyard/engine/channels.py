@@ -6,13 +6,11 @@ serves, so what a job writes is visible to clients as soon as the upload commits
 
 from __future__ import annotations
 
-import hashlib
 import json
 import posixpath
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 from ..api.errors import AwsError, validation_error
 from ..store.objects import ObjectStore
@@ -142,46 +140,6 @@ def upload_directory(objects: ObjectStore, source: Path, uri: str, *, now: float
     return count
 
 
-def upload_file(objects: ObjectStore, source: Path, uri: str, *, now: float,
-                md5_hex: str | None = None) -> None:
-    location = S3Location.parse(uri)
-    objects.put_file(location.bucket, location.key, source, now=now, md5_hex=md5_hex)
-
-
-LARGE_TREE_BYTES = 64 * 1024 * 1024
-
-
-class _HashingWriter:
-    """A write-only file that keeps the MD5 of what passes through it (the S3 ETag)."""
-
-    def __init__(self, handle: BinaryIO) -> None:
-        self.handle = handle
-        self.md5 = hashlib.md5()
-
-    def write(self, data: bytes) -> int:
-        self.md5.update(data)
-        return self.handle.write(data)
-
-    def flush(self) -> None:
-        self.handle.flush()
-
-
-def make_tarball(source: Path, tarball: Path) -> str:
-    """tar.gz the contents of ``source`` (paths relative to it, as SageMaker packs them).
-
-    Returns the tarball's MD5, computed while writing it, so the upload need not re-read it.
-    """
-    # Model weights barely compress (fastText's 800 MB model.bin: 9 s at level 1 for a
-    # third off); past 64 MB store them in gzip's format uncompressed, which any reader takes.
-    level = 0 if tree_size(source) > LARGE_TREE_BYTES else 1
-    with open(tarball, "wb") as handle:
-        writer = _HashingWriter(handle)
-        with tarfile.open(fileobj=writer, mode="w:gz", compresslevel=level) as archive:  # type: ignore[call-overload]
-            for path in sorted(source.iterdir()):
-                archive.add(path, arcname=path.name)
-    return writer.md5.hexdigest()
-
-
 def extract_tarball(tarball: Path, destination: Path) -> None:
     destination.mkdir(parents=True, exist_ok=True)
     with tarfile.open(tarball, "r:*") as archive:
@@ -190,10 +148,6 @@ def extract_tarball(tarball: Path, destination: Path) -> None:
 
 def directory_has_files(path: Path) -> bool:
     return path.is_dir() and any(child.is_file() for child in path.rglob("*"))
-
-
-def tree_size(path: Path) -> int:
-    return sum(entry.stat().st_size for entry in path.rglob("*") if entry.is_file())
 
 
 def sync_down(objects: ObjectStore, uri: str, destination: Path) -> int:

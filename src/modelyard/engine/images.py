@@ -16,6 +16,9 @@ _ECR_IMAGE = re.compile(
     r"/(?P<repo>[a-z0-9._/-]+)(?::(?P<tag>[\w.-]+))?(?:@sha256:[0-9a-f]{64})?$"
 )
 
+# image_uris.retrieve's tags: "<framework_version>[-<processor>-<py_version>]".
+_FRAMEWORK_VERSION_TAG = re.compile(r"^(?P<version>\d+\.\d+(?:\.\d+)?(?:-\d+)?)(?:-(?:cpu|gpu)(?:-py\d+)?)?$")
+
 
 @dataclass(frozen=True)
 class Image:
@@ -23,6 +26,13 @@ class Image:
     repository: str
     tag: str
     framework: str  # "sklearn", "xgboost", "blazingtext"
+
+    @property
+    def framework_version(self) -> str | None:
+        """The SDK's ``framework_version`` the tag names: ``1.2-1`` for ``1.2-1-cpu-py3``,
+        ``1.7-1`` for ``1.7-1``; None for tags without one (``latest``, ``1``)."""
+        match = _FRAMEWORK_VERSION_TAG.match(self.tag)
+        return match["version"] if match else None
 
 
 _FRAMEWORKS = {

@@ -10,7 +10,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from ..store.logs import LogStore
+from .cgroups import JobCgroup, out_of_memory_reason
 from .executor import JobHandle
+from .instance_types import vcpus
 from .sandbox import terminate
 
 FLUSH_SECONDS = 0.5
@@ -89,14 +91,24 @@ class Outcome:
     reason: str  # "exited", "timeout", "stopped"
     returncode: int | None
     seconds: float
+    # "OutOfMemory: ..." when the job failed because the kernel killed it at its memory limit
+    out_of_memory: str | None = None
 
 
 def supervise(
-    process: subprocess.Popen, handle: JobHandle, sink: LogSink, *, max_seconds: float | None
+    process: subprocess.Popen, handle: JobHandle, sink: LogSink, *, max_seconds: float | None,
+    memory: JobCgroup | None = None,
 ) -> Outcome:
-    """Stream the process's output into ``sink`` until it exits, times out or is stopped."""
+    """Stream the process's output into ``sink`` until it exits, times out or is stopped.
+
+    ``memory``: the job's cgroup (the process was started in it), to tell an OOM kill.
+    """
     handle.process = process
     started = time.monotonic()
+    if memory is not None and not memory.contains(process.pid) and process.poll() is None:
+        sink.write("modelyard: the job could not join its memory cgroup; it runs without a "
+                   "memory limit")
+        memory = None
     reader = threading.Thread(target=_pump, args=(process, sink), daemon=True)
     reader.start()
     reason = "exited"
@@ -116,8 +128,13 @@ def supervise(
         except subprocess.TimeoutExpired:
             pass
     reader.join(timeout=5)
+    out_of_memory = None
+    if memory is not None and process.returncode not in (0, None):
+        out_of_memory = out_of_memory_reason(memory, process.returncode in (-9, 137))
+        if out_of_memory:
+            sink.write(f"modelyard: {out_of_memory}")
     sink.flush()
-    return Outcome(reason, process.returncode, time.monotonic() - started)
+    return Outcome(reason, process.returncode, time.monotonic() - started, out_of_memory)
 
 
 def _pump(process: subprocess.Popen, sink: LogSink) -> None:
@@ -160,18 +177,8 @@ def job_environment(settings, instance_type: str, extra: dict[str, str]) -> dict
     }
 
 
-_SIZE_VCPUS = {"medium": 2, "large": 2, "xlarge": 4}
-
-
 def cpus_for(instance_type: str) -> int:
     """The vCPUs the instance type has, capped by this machine's cores."""
     import os
 
-    size = instance_type.rsplit(".", 1)[-1]
-    if size in _SIZE_VCPUS:
-        vcpus = _SIZE_VCPUS[size]
-    elif size.endswith("xlarge") and size[:-6].isdigit():
-        vcpus = 4 * int(size[:-6])
-    else:
-        vcpus = 4
-    return max(1, min(vcpus, os.cpu_count() or 1))
+    return max(1, min(vcpus(instance_type), os.cpu_count() or 1))

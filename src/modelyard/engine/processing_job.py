@@ -8,6 +8,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ..store.logs import LogStore
+from .cgroups import job_memory_cgroup
 from .channels import JobDataError, download_input, upload_directory
 from .executor import JobHandle
 from .job_process import LogSink, job_environment, supervise
@@ -64,12 +65,14 @@ def _run(platform: "Platform", name: str, job: dict, handle: JobHandle, sandbox:
     argv = [*app.get("ContainerEntrypoint", []), *app.get("ContainerArguments", [])]
     sink = LogSink(LogStore.for_database(platform.db), LOG_GROUP,
                    f"{name}/algo-1-{int(time.time())}")
-    env = job_environment(platform.settings,
-                          job["ProcessingResources"]["ClusterConfig"]["InstanceType"],
+    instance_type = job["ProcessingResources"]["ClusterConfig"]["InstanceType"]
+    env = job_environment(platform.settings, instance_type,
                           {"PROCESSING_JOB_NAME": name, **job.get("Environment", {})})
-    process = start_in_sandbox(sandbox, platform.settings.data_dir, "/", argv, env)
-    outcome = supervise(process, handle, sink,
-                        max_seconds=job.get("StoppingCondition", {}).get("MaxRuntimeInSeconds"))
+    with job_memory_cgroup(platform.settings, instance_type, name, sink.write) as memory:
+        process = start_in_sandbox(sandbox, platform.settings.data_dir, "/", argv, env,
+                                   cgroup_procs=memory.procs_file if memory else None)
+        outcome = supervise(process, handle, sink, memory=memory,
+                            max_seconds=job.get("StoppingCondition", {}).get("MaxRuntimeInSeconds"))
 
     # SageMaker uploads outputs when the job ends, also after a failure or a stop.
     for item in outputs:
@@ -87,7 +90,7 @@ def _run(platform: "Platform", name: str, job: dict, handle: JobHandle, sandbox:
     else:
         failure_file = sandbox.host_path("output/failure")
         text = failure_file.read_text(errors="replace") if failure_file.exists() else None
-        reason = failure_reason(text, sink.tail(), outcome.returncode)
+        reason = outcome.out_of_memory or failure_reason(text, sink.tail(), outcome.returncode)
         _finish(platform, name, "Failed", FailureReason=reason, ExitMessage=reason)
 
 

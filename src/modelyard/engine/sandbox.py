@@ -21,6 +21,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from .cgroups import join_in_child
+
 ML_ROOT = "/opt/ml"
 _PR_SET_PDEATHSIG = 1
 
@@ -46,11 +48,16 @@ exec "$@"
 
 
 def _paths_jobs_need() -> list[Path]:
-    """Where the job's Python and modelyard live: these must stay visible in the sandbox."""
+    """Where the job's Python and modelyard live: these must stay visible in the sandbox.
+    Also the base interpreter (job-private and framework environments run on it) and the
+    cached framework environments (engine/framework_envs.py)."""
     import modelyard
 
+    from .framework_envs import cache_root
+
     package_root = Path(modelyard.__file__).resolve().parent.parent
-    return [Path(sys.prefix).resolve(), package_root]
+    paths = [Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(), package_root, cache_root()]
+    return [path for path in dict.fromkeys(paths) if path.exists()]
 
 
 def _keep_mounts(sandbox: "Sandbox") -> str:
@@ -130,9 +137,21 @@ def namespace_command(sandbox: Sandbox, hidden_dir: Path, cwd: str, argv: list[s
 
 
 def start_in_sandbox(
-    sandbox: Sandbox, hidden_dir: Path, cwd: str, argv: list[str], env: dict[str, str]
+    sandbox: Sandbox, hidden_dir: Path, cwd: str, argv: list[str], env: dict[str, str],
+    *, cgroup_procs: Path | None = None,
 ) -> subprocess.Popen:
-    """Start the job; its stdout and stderr arrive merged, line by line, on ``stdout``."""
+    """Start the job; its stdout and stderr arrive merged, line by line, on ``stdout``.
+
+    ``cgroup_procs``: the ``cgroup.procs`` file of the job's cgroup (engine/cgroups.py),
+    which the job's first process joins before it runs anything, so all of it is limited.
+    """
+    procs = os.fsencode(cgroup_procs) if cgroup_procs is not None else None
+
+    def prepare_child() -> None:
+        _die_with_parent_thread()
+        if procs is not None:
+            join_in_child(procs)
+
     return subprocess.Popen(
         namespace_command(sandbox, hidden_dir, cwd, argv),
         stdin=subprocess.DEVNULL,
@@ -140,7 +159,7 @@ def start_in_sandbox(
         stderr=subprocess.STDOUT,
         env=env,
         start_new_session=True,
-        preexec_fn=_die_with_parent_thread,
+        preexec_fn=prepare_child,
     )
 
 

@@ -4,21 +4,23 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 import time
 from typing import TYPE_CHECKING, Any
 
 from ..api.errors import AwsError
 from ..store.logs import LogStore
 from ..store.metrics import MetricStore
+from . import framework_envs
+from .cgroups import job_memory_cgroup
 from .channels import (
     JobDataError, S3Location, directory_has_files, download_input, extract_tarball,
-    make_tarball, sync_down, upload_directory, upload_file,
+    sync_down, upload_directory,
 )
 from .executor import JobHandle
 from .images import parse_image, training_runtime
 from .job_process import LogSink, job_environment, regex_extractor, supervise
 from .job_records import add_transition, failure_reason, update_job
+from .model_tarball import store_directory_tarball
 from .runtime_metrics import builtin_extractors
 from .sandbox import Sandbox, SandboxUnavailable, start_in_sandbox
 
@@ -93,10 +95,15 @@ def _run(platform: "Platform", name: str, job: dict, handle: JobHandle, sandbox:
         "TRAINING_JOB_ARN": job["TrainingJobArn"],
         **job.get("Environment", {}),
     })
-    process = start_in_sandbox(sandbox, platform.settings.data_dir, cwd,
-                               [sys.executable, "-m", module], env)
-    outcome = supervise(process, handle, sink,
-                        max_seconds=job["StoppingCondition"].get("MaxRuntimeInSeconds"))
+    # Script mode runs on the framework version's libraries (built on first use, logged).
+    runner = framework_envs.runner_for(image, module, sandbox.tmp, env,
+                                       lambda line: (sink.write(line), sink.flush()))
+    with job_memory_cgroup(platform.settings, instance_type, name, sink.write) as memory:
+        process = start_in_sandbox(sandbox, platform.settings.data_dir, cwd, runner.argv,
+                                   {**env, **runner.env},
+                                   cgroup_procs=memory.procs_file if memory else None)
+        outcome = supervise(process, handle, sink, memory=memory,
+                            max_seconds=job["StoppingCondition"].get("MaxRuntimeInSeconds"))
 
     _step(platform, name, "Uploading", "Uploading generated training model")
     artifacts = _upload_artifacts(platform, name, job, sandbox)
@@ -122,23 +129,22 @@ def _run(platform: "Platform", name: str, job: dict, handle: JobHandle, sandbox:
         failure_file = sandbox.host_path("output/failure")
         text = failure_file.read_text(errors="replace") if failure_file.exists() else None
         _finish(platform, name, "Failed", "Failed", "Training job failed",
-                FailureReason=failure_reason(text, sink.tail(), outcome.returncode), **fields)
+                FailureReason=outcome.out_of_memory
+                or failure_reason(text, sink.tail(), outcome.returncode), **fields)
 
 
 def _upload_artifacts(platform: "Platform", name: str, job: dict, sandbox: Sandbox) -> dict:
     objects, now = platform.objects, platform.clock.now()
     output = S3Location.parse(job["OutputDataConfig"]["S3OutputPath"]).child(name, "output")
     fields: dict[str, Any] = {}
-    model_dir = sandbox.host_path("model")
-    tarball = sandbox.root / "model.tar.gz"
-    model_uri = output.child("model.tar.gz").uri
-    upload_file(objects, tarball, model_uri, now=now, md5_hex=make_tarball(model_dir, tarball))
-    fields["ModelArtifacts"] = {"S3ModelArtifacts": model_uri}
+    # Each tarball is written once, straight into the store (see model_tarball.py).
+    model = output.child("model.tar.gz")
+    store_directory_tarball(objects, sandbox.host_path("model"), model.bucket, model.key, now=now)
+    fields["ModelArtifacts"] = {"S3ModelArtifacts": model.uri}
     data_dir = sandbox.host_path("output/data")
     if directory_has_files(data_dir):
-        data_tarball = sandbox.root / "output.tar.gz"
-        upload_file(objects, data_tarball, output.child("output.tar.gz").uri, now=now,
-                    md5_hex=make_tarball(data_dir, data_tarball))
+        data = output.child("output.tar.gz")
+        store_directory_tarball(objects, data_dir, data.bucket, data.key, now=now)
     checkpoints = job.get("CheckpointConfig")
     if checkpoints and directory_has_files(sandbox.host_path("checkpoints")):
         upload_directory(objects, sandbox.host_path("checkpoints"), checkpoints["S3Uri"], now=now)
@@ -149,7 +155,9 @@ def _stage_source(platform: "Platform", uri: str, sandbox: Sandbox) -> None:
     """Script mode: unpack the user's source tarball into /opt/ml/code, as the toolkit does."""
     uri = json.loads(uri) if uri.startswith('"') else uri
     if not uri.startswith("s3://"):
-        raise JobDataError(f"sagemaker_submit_directory {uri!r} must be an s3:// URI of a tar.gz.")
+        # A path in the container, e.g. network isolation's code channel
+        # (/opt/ml/input/data/code/sourcedir.tar.gz): the runner unpacks it, as the toolkit does.
+        return
     location = S3Location.parse(uri)
     tarball = sandbox.root / "sourcedir.tar.gz"
     try:

@@ -156,6 +156,7 @@ def parse_definition(text: str) -> PipelineDefinition:
         for ref in step_refs:
             _check_reference(name, ref, steps, parameters)
     order = _topological_order(steps)
+    _check_fail_dependencies(steps)
     _check_branches(steps, order)
     return PipelineDefinition(version, parameters, steps, top_level, document, order)
 
@@ -343,6 +344,8 @@ def _check_reference(step: str, ref: Reference, steps: dict[str, StepSpec],
     if target is None:
         raise _step_error(step, f"{ref.expression} refers to step {ref.name}, "
                                 "which the pipeline does not have.")
+    if target.type == "Fail":
+        raise _fail_dependency_error(step, target.name, f"it reads {ref.expression}")
     if ref.property_file or ref.path[:1] == ("PropertyFiles",):
         _check_property_file(step, ref, target)
     else:
@@ -446,6 +449,22 @@ def _cycle(steps: dict[str, StepSpec], placed: set[str]) -> str:
     while walk.count(walk[-1]) < 2:
         walk.append(sorted(steps[walk[-1]].upstream - placed)[0])
     return " -> ".join(walk[walk.index(walk[-1]):])
+
+
+def _check_fail_dependencies(steps: dict[str, StepSpec]) -> None:
+    """Refuse a step that waits for a Fail step: a Fail step ends the execution."""
+    for spec in steps.values():
+        for name in spec.depends_on:
+            if steps[name].type == "Fail":
+                raise _fail_dependency_error(spec.name, name, "its DependsOn names it")
+
+
+def _fail_dependency_error(step: str, fail_step: str, how: str) -> AwsError:
+    # "<step> can not depends on <Fail step>" is SageMaker's own wording for this refusal.
+    return validation_error(
+        f"Invalid pipeline definition: {step} can not depends on {fail_step} ({how}). "
+        f"{fail_step} is a Fail step: it ends the execution, so no step can wait for it. "
+        f"Remove {step}'s dependency on {fail_step}.")
 
 
 def _check_branches(steps: dict[str, StepSpec], order: tuple[str, ...]) -> None:

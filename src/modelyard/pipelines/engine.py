@@ -272,7 +272,7 @@ class PipelineEngine:
                 record["StepStatus"], result.failure_reason = "Failed", str(error)
         if record["StepStatus"] != "Executing":
             record["EndTime"] = now
-        if record["StepStatus"] == "Failed":
+        if record["StepStatus"] == "Failed" and result.failure_reason is not None:
             record["FailureReason"] = result.failure_reason
         else:
             record.pop("FailureReason", None)
@@ -351,9 +351,9 @@ class PipelineEngine:
         if not failed and self._more_to_run(execution, definition, steps):
             return
         if failed:
-            fail_steps = [record for record in failed if "Fail" in record.get("Metadata", {})]
-            reason = fail_steps[0]["Metadata"]["Fail"]["ErrorMessage"] if fail_steps else STEP_FAILURE
-            status = "Failed"
+            # As SageMaker: the execution's reason is generic, even for a Fail step, whose own
+            # message stays in its step record (Metadata.Fail.ErrorMessage).
+            reason, status = STEP_FAILURE, "Failed"
         else:
             reason, status = None, "Succeeded"
 

@@ -21,7 +21,7 @@ from ..api.errors import AwsError
 from ..api.shapes import operation_model, parse_input
 from ..engine import processing_job, training_job
 from ..engine.channels import S3Location
-from .expressions import ExpressionError, Scope, evaluate_conditions
+from .expressions import ExpressionError, Scope, evaluate_conditions, to_text
 
 if TYPE_CHECKING:
     from ..platform import Platform
@@ -71,8 +71,11 @@ def start_step(platform: "Platform", spec: "StepSpec", arguments: Any, scope: Sc
         outcome = evaluate_conditions(arguments.get("Conditions", []), scope)
         return StepResult("Succeeded", {"Condition": {"Outcome": str(outcome)}}, {"Outcome": outcome})
     if spec.type == "Fail":
-        message = str(arguments.get("ErrorMessage", ""))
-        return StepResult("Failed", {"Fail": {"ErrorMessage": message}}, failure_reason=message)
+        # The step keeps its message; SageMaker leaves FailureReason out when it is empty.
+        value = arguments.get("ErrorMessage")  # the SDK writes "" when there is no message
+        message = "" if value is None else to_text(value)
+        return StepResult("Failed", {"Fail": {"ErrorMessage": message}},
+                          failure_reason=message or None)
     if spec.type == "RegisterModel":
         return _register_model(platform, arguments)
     if spec.type in ("Model", "CreateModel"):

@@ -94,6 +94,15 @@ def code_dir() -> Path:
     return ml_root() / "code"
 
 
+def container_path(path: str) -> Path:
+    """A path as the job's requests name it (``/opt/ml/input/data/code/...``) on this job's
+    ml root: the same path in a sandbox, re-rooted under ``MODELYARD_ML_ROOT`` in tests."""
+    try:
+        return ml_root() / Path(path).relative_to(DEFAULT_ML_ROOT)
+    except ValueError:
+        return Path(path)
+
+
 # ---------------------------------------------------------------- config files
 
 

@@ -8,10 +8,20 @@ arguments (``mapping.to_cmd_args``), installs ``requirements.txt`` with pip, and
 entry point from the code directory with this interpreter, its output streaming through.
 A failing script ends the job with the toolkit's ``ExecuteUserScriptError`` message.
 
-One deliberate difference: pip installs into a job-private virtual environment layered
-on this interpreter's packages (``--system-site-packages``) instead of into the shared
+Entry points: ``train.py`` runs as a script, ``train.sh`` (or any other file) as a command,
+and a name without a file of its own whose module is in the code directory (``train`` for
+``train.py``) as ``python -m train``, as the framework containers' ``run_module`` does. With
+``EnableNetworkIsolation`` the SDK sends the code as the ``code`` channel and names
+``/opt/ml/input/data/code/sourcedir.tar.gz`` as the submit directory; it is unpacked into
+the code directory here, as the toolkit's ``download_and_extract`` does.
+
+"This interpreter" is the framework version's environment when the executor found one
+(engine/framework_envs.py), else the server's. One deliberate difference: pip installs
+into a job-private virtual environment layered on this interpreter's site-packages (a
+``.pth`` file that adds them after the environment's own) instead of into the shared
 interpreter itself, so one job's requirements cannot change what other jobs, or
-modelyard, import. The script sees the same packages plus the ones it asked for.
+modelyard, import. The script sees the same packages plus the ones it asked for, whether
+this interpreter is a virtual environment or not.
 """
 
 from __future__ import annotations
@@ -20,10 +30,14 @@ import collections
 import contextlib
 import json
 import os
+import re
 import shlex
+import shutil
 import signal
+import site
 import subprocess
 import sys
+import tarfile
 import tempfile
 import threading
 from pathlib import Path
@@ -46,6 +60,7 @@ ERROR_MARKERS = ("Error", "Exception", "Invalid requirement")
 # Room for the quoted stderr in a FailureReason of at most 1024 characters.
 MAX_QUOTED_STDERR_CHARS = 700
 INFO = 20  # logging.INFO, the toolkit's default log level
+MODULE_NAME = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*")
 
 
 # ---------------------------------------------------------------- the training environment
@@ -240,6 +255,28 @@ def run_streaming(kind: str, command: list[str], cwd: Path, env: dict[str, str])
         raise ProcessError(kind, command, return_code, _quoted_error(tail))
 
 
+def _python_module_in(program: str, code_dir: Path) -> bool:
+    """Whether ``python -m program`` finds a module (``train.py``, ``pkg/train.py``) or a
+    package with a ``__main__.py`` in the code directory."""
+    if program.endswith((".py", ".sh")) or not MODULE_NAME.fullmatch(program):
+        return False
+    path = code_dir.joinpath(*program.split("."))
+    return path.with_name(path.name + ".py").is_file() or (path / "__main__.py").is_file()
+
+
+def resolve_entry_point(program: str, code_dir: Path) -> str:
+    """The entry point's kind: ``entry_point_type`` for a file in the code directory;
+    "module" (or "package" with a setup.py) for a module name such as ``train``."""
+    if (code_dir / program).is_file():
+        return entry_point_type(program, code_dir)
+    if _python_module_in(program, code_dir):
+        return "package" if (code_dir / "setup.py").exists() else "module"
+    present = sorted(path.name for path in code_dir.iterdir()) if code_dir.is_dir() else []
+    module_hint = "" if program.endswith((".py", ".sh")) else f", nor a module {program}.py to run with python -m"
+    raise UserError(f"Entry point {program} is not in the code directory {code_dir} "
+                    f"(sagemaker_submit_directory){module_hint}; it holds: {', '.join(present) or 'nothing'}.")
+
+
 def entry_point_type(program: str, code_dir: Path) -> str:
     """sagemaker_training._entry_point_type.get: "command" (.sh, or not Python), "package"
     (the code directory has a setup.py) or "program" (a .py script)."""
@@ -251,9 +288,9 @@ def entry_point_type(program: str, code_dir: Path) -> str:
 
 
 def _entry_point_command(kind: str, python: str, program: str, code_dir: Path, arguments: list[str]) -> list[str]:
-    """ProcessRunner._create_command: a package runs as a module, a .py file as a script,
-    a command through /bin/sh."""
-    if kind == "package":
+    """ProcessRunner._create_command: a package (or a module name) runs as a module, a .py
+    file as a script, a command through /bin/sh."""
+    if kind in ("package", "module"):
         return [python, "-m", program.removesuffix(".py"), *arguments]
     if kind == "program":
         return [python, program, *arguments]
@@ -262,23 +299,74 @@ def _entry_point_command(kind: str, python: str, program: str, code_dir: Path, a
     return ["/bin/sh", "-c", f"./{program} {' '.join(shlex.quote(a) for a in arguments)}".strip()]
 
 
+def _site_directories() -> list[str]:
+    """This interpreter's site-packages directories, in sys.path order (a virtual
+    environment's own, or the system's, plus the user site when it is in use)."""
+    candidates = [*site.getsitepackages(), site.getusersitepackages()]
+    return [path for path in sys.path if path in candidates]
+
+
+def _layered_venv(environment: Path) -> str:
+    """A new virtual environment that sees this interpreter's packages after its own.
+
+    ``venv --system-site-packages`` would not do: it layers on the *base* interpreter,
+    which in a virtual environment (the usual install, and every framework environment)
+    is not where the packages are. A ``.pth`` file that calls ``site.addsitedir`` adds
+    the directories, with their own ``.pth`` files, after the new environment's."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(environment)],
+                   check=True, stdout=subprocess.DEVNULL)
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    site_packages = environment / "lib" / version / "site-packages"
+    lines = [f"import site; site.addsitedir({path!r})" for path in _site_directories()]
+    (site_packages / "_modelyard_job_base.pth").write_text("\n".join(lines) + "\n")
+    return str(environment / "bin" / "python")
+
+
 def _private_python(kind: str, code_dir: Path, scratch: Path, env: dict[str, str]) -> str:
     """entry_point.install: a package is pip-installed (with its requirements.txt), a script's
-    requirements.txt is installed, a command gets nothing -- here into a virtual environment
-    layered on this interpreter. Returns the interpreter the entry point runs with."""
+    (or module's) requirements.txt is installed, a command gets nothing -- here into a
+    virtual environment layered on this interpreter. Returns the interpreter the entry
+    point runs with."""
     has_requirements = (code_dir / "requirements.txt").exists()
-    if kind == "command" or (kind == "program" and not has_requirements):
+    if kind == "command" or (kind in ("program", "module") and not has_requirements):
         return sys.executable
-    environment = scratch / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(environment)],
-                   check=True, stdout=subprocess.DEVNULL)
-    python = str(environment / "bin" / "python")
+    python = _layered_venv(scratch / "venv")
     command = [sys.executable, "-m", "pip", "--python", python, "install"]
     command += ["."] if kind == "package" else []
     command += ["-r", "requirements.txt"] if has_requirements else []
     log("Installing module." if kind == "package" else "Installing dependencies from requirements.txt")
     run_streaming("InstallModuleError" if kind == "package" else "InstallRequirementsError", command, code_dir, env)
     return python
+
+
+# ---------------------------------------------------------------- the code
+
+
+def unpack_submit_directory(submit_directory: str, code_dir: Path) -> None:
+    """files.download_and_extract for a submit directory inside the container: a tar.gz is
+    unpacked, a directory copied, another file copied, into an empty code directory.
+    (An s3:// URI the executor has unpacked already.)"""
+    if submit_directory.startswith("s3://"):
+        return
+    source = container.container_path(submit_directory)
+    if source == code_dir or (code_dir.is_dir() and any(code_dir.iterdir())):
+        return
+    if not source.exists():
+        raise UserError(f"sagemaker_submit_directory {submit_directory} does not exist in the job. With "
+                        "EnableNetworkIsolation the code must arrive in an input channel: the SDK adds "
+                        "it as the channel 'code' (/opt/ml/input/data/code/sourcedir.tar.gz).")
+    code_dir.mkdir(parents=True, exist_ok=True)
+    if source.is_dir():
+        shutil.copytree(source, code_dir, dirs_exist_ok=True)
+    elif tarfile.is_tarfile(source):
+        with tarfile.open(source) as archive:
+            if hasattr(tarfile, "data_filter"):  # Python >= 3.11.4 / 3.10.12: no escapes
+                archive.extractall(code_dir, filter="data")
+            else:
+                archive.extractall(code_dir)
+    else:
+        shutil.copy2(source, code_dir)
+    log(f"Extracted {submit_directory} into {code_dir}")
 
 
 # ---------------------------------------------------------------- main
@@ -292,10 +380,8 @@ def main() -> None:
         raise UserError("Hyperparameter sagemaker_program is missing: script mode needs the entry point's "
                         "file name (the SDK sets it from entry_point).")
     code_dir = container.code_dir()
-    if not (code_dir / program).is_file():
-        present = sorted(path.name for path in code_dir.iterdir()) if code_dir.is_dir() else []
-        raise UserError(f"Entry point {program} is not in the code directory {code_dir} "
-                        f"(sagemaker_submit_directory); it holds: {', '.join(present) or 'nothing'}.")
+    unpack_submit_directory(str(env["module_dir"]), code_dir)
+    kind = resolve_entry_point(program, code_dir)
 
     env_vars = to_env_vars(env)
     region = os.environ.get("AWS_REGION", os.environ.get("AWS_DEFAULT_REGION", ""))
@@ -313,7 +399,6 @@ def main() -> None:
     })
     with tempfile.TemporaryDirectory(prefix="modelyard-script-") as scratch:
         try:
-            kind = entry_point_type(program, code_dir)
             python = _private_python(kind, code_dir, Path(scratch), process_env)
             command = _entry_point_command(kind, python, program, code_dir, to_cmd_args(env["hyperparameters"]))
             log("Invoking user script\n\nTraining Env:\n\n" + json.dumps(env, indent=4, default=str)

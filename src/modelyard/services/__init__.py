@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from . import identity, logs, modelregistry, models, pipelines, processing, s3, training
+from . import iam, logs, modelregistry, models, pipelines, processing, s3, sts, training
 
 Handler = Callable[..., dict[str, Any]]
 
@@ -20,8 +20,8 @@ OPERATIONS: dict[str, dict[str, Handler]] = {
                   **processing.OPERATIONS, **pipelines.OPERATIONS},
     "s3": s3.OPERATIONS,
     "logs": logs.OPERATIONS,
-    "sts": identity.STS_OPERATIONS,
-    "iam": identity.IAM_OPERATIONS,
+    "sts": sts.OPERATIONS,
+    "iam": iam.OPERATIONS,
 }
 
 

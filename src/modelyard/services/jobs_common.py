@@ -11,6 +11,9 @@ from ..engine.channels import S3Location
 from ..store.resources import Resource
 from .common import list_query
 
+# SageMaker's runtime limit for a job whose request sets none: one day.
+DEFAULT_MAX_RUNTIME_SECONDS = 86400
+
 
 def require_single_instance(count: int, member: str) -> None:
     if count != 1:

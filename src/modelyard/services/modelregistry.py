@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import re
 import time
 from typing import Any
 
 from ..api.context import RequestContext
 from ..api.errors import AwsError, validation_error
+from ..api.shapes import service_model
 from ..store.resources import Resource
 from . import modelpackagegroups
 from .common import caller, is_arn, list_query, resource_arn
@@ -38,6 +40,9 @@ MAX_ADDITIONAL_SPECIFICATIONS = 15
 _ALLOCATION_ATTEMPTS = 50
 _TOKEN_WAIT_SECONDS = 10.0
 _TOKEN_STALE_SECONDS = 60.0  # a claim this old with no package: its request died mid-way
+# A SourceUri naming one of these gives the package its InferenceSpecification.
+_PACKAGE_ARN = re.compile(r"arn:aws[a-z\-]*:sagemaker:[a-z0-9\-]+:[0-9]{12}:model-package/.+")
+_MODEL_ARN = re.compile(r"arn:aws[a-z\-]*:sagemaker:[a-z0-9\-]+:[0-9]{12}:model/.+")
 
 # Request members a package keeps exactly as given; Describe shows them back.
 _STORED_AS_GIVEN = (
@@ -98,6 +103,7 @@ def find_package(ctx: RequestContext, name_or_arn: str) -> Resource:
 
 
 def create_model_package(ctx: RequestContext, request: dict[str, Any]) -> dict[str, Any]:
+    request = _with_source_specification(ctx, request)
     _check_create_request(request)
     token = request.get("ClientToken")
     if token is None:
@@ -112,6 +118,53 @@ def create_model_package(ctx: RequestContext, request: dict[str, Any]) -> dict[s
         raise
     _record_client_token(ctx, token, package.arn)
     return {"ModelPackageArn": package.arn}
+
+
+def _with_source_specification(ctx: RequestContext, request: dict[str, Any]) -> dict[str, Any]:
+    """The request with the InferenceSpecification its SourceUri stands for, as SageMaker fills it.
+
+    A model package ARN lends its InferenceSpecification, a model ARN its containers; any
+    other URI (an S3 location, ...) is only recorded.
+    """
+    uri = request.get("SourceUri", "")
+    from_package = _PACKAGE_ARN.fullmatch(uri) is not None
+    if not from_package and _MODEL_ARN.fullmatch(uri) is None:
+        return request
+    what = "model package" if from_package else "model"
+    if "InferenceSpecification" in request:
+        raise validation_error(
+            f"SourceUri {uri} names a {what}, from which SageMaker takes the package's "
+            "InferenceSpecification: pass either InferenceSpecification or that SourceUri, "
+            "not both.")
+    if from_package:
+        source = lookup_package(ctx, uri)
+        if source is None:
+            raise validation_error(
+                f"SourceUri {uri}: that model package does not exist. Pass an ARN that "
+                "CreateModelPackage or ListModelPackages returned.")
+        specification = source.document.get("InferenceSpecification")
+    else:
+        specification = _model_specification(ctx, uri)
+    if not specification:
+        return request
+    return {**request, "InferenceSpecification": copy.deepcopy(specification)}
+
+
+def _model_specification(ctx: RequestContext, uri: str) -> dict[str, Any]:
+    """The model's containers as a package's: the members a package container has."""
+    from .models import CONTAINERS_KEY, KIND  # models imports this module
+
+    resources = ctx.platform.resources
+    model = resources.get_by_arn(uri) or resources.get_by_arn(uri.lower())
+    if model is None or model.kind != KIND:
+        raise validation_error(
+            f"SourceUri {uri}: that model does not exist. Pass an ARN that CreateModel or "
+            "ListModels returned.")
+    members = service_model("sagemaker").shape_for("ModelPackageContainerDefinition").members
+    return {"Containers": [
+        {key: copy.deepcopy(value) for key, value in container.items()
+         if key in members and value not in ({}, None)}
+        for container in model.document[CONTAINERS_KEY]]}
 
 
 def _check_create_request(request: dict[str, Any]) -> None:
@@ -354,9 +407,14 @@ def update_model_package(ctx: RequestContext, request: dict[str, Any]) -> dict[s
         _apply_approval(document, request, versioned=current.parent != UNVERSIONED)
         _apply_metadata(document, request)
         _apply_specifications(document, request)
-        for member in ("SourceUri", "ModelCard", "ModelLifeCycle", "ModelPackageRegistrationType"):
+        for member in ("SourceUri", "ModelLifeCycle", "ModelPackageRegistrationType"):
             if member in request:
                 document[member] = copy.deepcopy(request[member])
+        if "ModelCard" in request:
+            # Content and status change separately (the SDK's update_model_card sends one
+            # of them at a time): a member left out keeps its value.
+            document["ModelCard"] = {**document.get("ModelCard", {}),
+                                     **copy.deepcopy(request["ModelCard"])}
         document["LastModifiedTime"] = now
         document["LastModifiedBy"] = who
         document["__status__"] = document.get("ModelApprovalStatus")

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 import string
 from typing import Any
 
 from ..api.context import RequestContext
 from ..api.errors import AwsError, validation_error
-from ..pipelines import records
+from ..pipelines import records, versions
 from ..pipelines.definition import convert_value, parse_definition, resolve_parameters
 from ..store.resources import ListQuery
 from .common import caller, is_arn, resource_arn
@@ -70,11 +71,13 @@ def create_pipeline(ctx: RequestContext, request: dict[str, Any]) -> dict[str, A
         "PipelineVersionId": 1,
         "Tags": request.get("Tags", []),
     }
-    ctx.platform.resources.create(
+    pipeline = ctx.platform.resources.create(
         records.PIPELINE, name, arn, document, now=now, status="Active",
         already_exists=lambda: validation_error(
             f"Pipeline names must be unique within an AWS account and region. Pipeline with "
             f"name ({name}) already exists. Update it with UpdatePipeline."))
+    versions.delete_versions(ctx.platform, name)  # left over from a pipeline deleted midway
+    versions.record_version(ctx.platform, pipeline, 1, text, now, caller(ctx))
     return {"PipelineArn": arn}
 
 
@@ -85,32 +88,90 @@ def update_pipeline(ctx: RequestContext, request: dict[str, Any]) -> dict[str, A
         text = _definition_text(ctx, request)
         parse_definition(text)
 
+    now = ctx.now
+    new_version = False
+
     def change(resource) -> dict[str, Any]:  # noqa: ANN001
+        nonlocal new_version
         document = dict(resource.document)
         for member in ("PipelineDisplayName", "PipelineDescription", "RoleArn",
                        "ParallelismConfiguration"):
             if member in request:
                 document[member] = request[member]
-        if text is not None and text != document["PipelineDefinition"]:
+        # Only a changed definition makes a new version; the other members are the pipeline's.
+        new_version = text is not None and _canonical(text) != _canonical(
+            document["PipelineDefinition"])
+        if new_version:
             document["PipelineDefinition"] = text
             document["PipelineVersionId"] = document.get("PipelineVersionId", 1) + 1
-        document["LastModifiedTime"] = ctx.now
+        document["LastModifiedTime"] = now
         document["LastModifiedBy"] = caller(ctx)
         return document
 
-    ctx.platform.resources.update(records.PIPELINE, pipeline.name, change, now=ctx.now,
-                                  missing=lambda: validation_error("The pipeline was deleted."))
-    return {"PipelineArn": pipeline.arn, "PipelineVersionId": None}
+    updated = ctx.platform.resources.update(
+        records.PIPELINE, pipeline.name, change, now=now,
+        missing=lambda: validation_error("The pipeline was deleted."))
+    version_id = updated.document["PipelineVersionId"]
+    if new_version:
+        versions.record_version(ctx.platform, updated, version_id, text, now, caller(ctx))
+    return {"PipelineArn": pipeline.arn, "PipelineVersionId": version_id}
+
+
+def _canonical(definition: str) -> str:
+    """The definition's JSON with key order and spacing normalized (1, 1.0 and true differ)."""
+    return json.dumps(json.loads(definition), sort_keys=True, separators=(",", ":"))
 
 
 def describe_pipeline(ctx: RequestContext, request: dict[str, Any]) -> dict[str, Any]:
-    return _pipeline(ctx, request["PipelineName"]).document
+    """The pipeline with the definition of the version asked for (by default the latest)."""
+    pipeline = _pipeline(ctx, request["PipelineName"])
+    version_id = request.get("PipelineVersionId", pipeline.document.get("PipelineVersionId", 1))
+    version = versions.get_version(ctx.platform, pipeline, version_id)
+    return {**pipeline.document, "PipelineDefinition": version["_definition"],
+            "PipelineVersionDisplayName": version.get("PipelineVersionDisplayName"),
+            "PipelineVersionDescription": version.get("PipelineVersionDescription")}
 
 
 def delete_pipeline(ctx: RequestContext, request: dict[str, Any]) -> dict[str, Any]:
     pipeline = _pipeline(ctx, request["PipelineName"])
     ctx.platform.resources.delete(records.PIPELINE, pipeline.name)
+    versions.delete_versions(ctx.platform, pipeline.name)
     return {"PipelineArn": pipeline.arn}
+
+
+def _pipeline_children_query(request: dict[str, Any], pipeline: str) -> ListQuery:
+    """A pipeline's versions or executions: CreatedAfter/Before, newest first by default."""
+    return ListQuery(
+        parent=pipeline,
+        created_after=request.get("CreatedAfter"),
+        created_before=request.get("CreatedBefore"),
+        descending=request.get("SortOrder", "Descending") == "Descending",
+        max_results=request.get("MaxResults", DEFAULT_MAX_RESULTS),
+        next_token=request.get("NextToken"),
+    )
+
+
+def list_pipeline_versions(ctx: RequestContext, request: dict[str, Any]) -> dict[str, Any]:
+    pipeline = _pipeline(ctx, request["PipelineName"])
+    page = versions.list_versions(ctx.platform, pipeline, _pipeline_children_query(request, pipeline.name))
+    summaries = [{**item.document, "LastExecutionPipelineExecutionArn":
+                  item.document.get("LastExecutedPipelineExecutionArn")} for item in page.items]
+    return {"PipelineVersionSummaries": summaries, "NextToken": page.next_token}
+
+
+def update_pipeline_version(ctx: RequestContext, request: dict[str, Any]) -> dict[str, Any]:
+    pipeline = _pipeline(ctx, request["PipelineArn"])
+    version_id = request["PipelineVersionId"]
+
+    def change(document: dict[str, Any]) -> None:
+        for member in ("PipelineVersionDisplayName", "PipelineVersionDescription"):
+            if member in request:
+                document[member] = request[member]
+        document["LastModifiedTime"] = ctx.now
+        document["LastModifiedBy"] = caller(ctx)
+
+    versions.update_version(ctx.platform, pipeline, version_id, ctx.now, change)
+    return {"PipelineArn": pipeline.arn, "PipelineVersionId": version_id}
 
 
 def list_pipelines(ctx: RequestContext, request: dict[str, Any]) -> dict[str, Any]:
@@ -138,7 +199,8 @@ def start_pipeline_execution(ctx: RequestContext, request: dict[str, Any]) -> di
     earlier = ctx.platform.resources.get("PipelineExecutionRequest", token_name)
     if earlier is not None:  # the same request again: the same execution, as AWS does
         return {"PipelineExecutionArn": earlier.document["PipelineExecutionArn"]}
-    text = pipeline.document["PipelineDefinition"]
+    version_id = request.get("PipelineVersionId", pipeline.document.get("PipelineVersionId", 1))
+    text = versions.get_version(ctx.platform, pipeline, version_id)["_definition"]
     definition = parse_definition(text)
     parameters = resolve_parameters(definition, request.get("PipelineParameters"))
     selected = _selected_steps(ctx, pipeline.name, definition, request.get("SelectiveExecutionConfig"))
@@ -159,7 +221,7 @@ def start_pipeline_execution(ctx: RequestContext, request: dict[str, Any]) -> di
         "ParallelismConfiguration": request.get("ParallelismConfiguration")
         or pipeline.document.get("ParallelismConfiguration") or {},
         "SelectiveExecutionConfig": request.get("SelectiveExecutionConfig"),
-        "PipelineVersionId": pipeline.document.get("PipelineVersionId"),
+        "PipelineVersionId": version_id,
         "_id": execution_id,
         "_pipeline_name": pipeline.name,
         "_definition": text,
@@ -175,6 +237,9 @@ def start_pipeline_execution(ctx: RequestContext, request: dict[str, Any]) -> di
     ctx.platform.resources.update(
         records.PIPELINE, pipeline.name, lambda r: {**r.document, "LastRunTime": now}, now=now,
         missing=lambda: validation_error("The pipeline was deleted."))
+    versions.update_version(ctx.platform, pipeline, version_id, now, lambda doc: doc.update(
+        LastExecutedPipelineExecutionArn=arn,
+        LastExecutedPipelineExecutionDisplayName=document["PipelineExecutionDisplayName"]))
     ctx.platform.pipelines.wake()
     return {"PipelineExecutionArn": arn}
 
@@ -209,14 +274,7 @@ def describe_pipeline_execution(ctx: RequestContext, request: dict[str, Any]) ->
 
 def list_pipeline_executions(ctx: RequestContext, request: dict[str, Any]) -> dict[str, Any]:
     pipeline = _pipeline(ctx, request["PipelineName"])
-    page = ctx.platform.resources.list(records.EXECUTION, ListQuery(
-        parent=pipeline.name,
-        created_after=request.get("CreatedAfter"),
-        created_before=request.get("CreatedBefore"),
-        descending=request.get("SortOrder", "Descending") == "Descending",
-        max_results=request.get("MaxResults", DEFAULT_MAX_RESULTS),
-        next_token=request.get("NextToken"),
-    ))
+    page = ctx.platform.resources.list(records.EXECUTION, _pipeline_children_query(request, pipeline.name))
     summaries = [{**item.document, "StartTime": item.document["CreationTime"],
                   "PipelineExecutionFailureReason": item.document.get("FailureReason")}
                  for item in page.items]
@@ -224,6 +282,8 @@ def list_pipeline_executions(ctx: RequestContext, request: dict[str, Any]) -> di
 
 
 def list_pipeline_execution_steps(ctx: RequestContext, request: dict[str, Any]) -> dict[str, Any]:
+    if "PipelineExecutionArn" not in request:  # optional in the model, needed here
+        raise validation_error("ListPipelineExecutionSteps needs a PipelineExecutionArn.")
     execution = _execution(ctx, request["PipelineExecutionArn"])
     steps = sorted(records.execution_steps(ctx.platform, execution.name).values(),
                    key=lambda record: record["StartTime"],
@@ -348,6 +408,8 @@ OPERATIONS = {
     "DescribePipeline": describe_pipeline,
     "DeletePipeline": delete_pipeline,
     "ListPipelines": list_pipelines,
+    "ListPipelineVersions": list_pipeline_versions,
+    "UpdatePipelineVersion": update_pipeline_version,
     "StartPipelineExecution": start_pipeline_execution,
     "DescribePipelineExecution": describe_pipeline_execution,
     "ListPipelineExecutions": list_pipeline_executions,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from ..api.context import RequestContext
@@ -11,8 +12,8 @@ from ..engine.job_records import update_job
 from ..engine.processing_job import KIND
 from .common import resource_arn
 from .jobs_common import (
-    find_job, job_exists, list_jobs, not_stoppable, require_file_mode, require_s3_uri,
-    require_single_instance,
+    DEFAULT_MAX_RUNTIME_SECONDS, find_job, job_exists, list_jobs, not_stoppable, require_file_mode,
+    require_s3_uri, require_single_instance,
 )
 
 LABEL = "Processing job"
@@ -51,7 +52,7 @@ def create_processing_job(ctx: RequestContext, request: dict[str, Any]) -> dict[
     arn = resource_arn(ctx, "processing-job", name)
     now = ctx.now
     document = {
-        **request,
+        **_with_defaults(request),
         "ProcessingJobArn": arn,
         "ProcessingJobStatus": "InProgress",
         "CreationTime": now,
@@ -61,6 +62,20 @@ def create_processing_job(ctx: RequestContext, request: dict[str, Any]) -> dict[
                                   already_exists=lambda: job_exists(LABEL, arn))
     ctx.platform.executor.submit(KIND, name)
     return {"ProcessingJobArn": arn}
+
+
+def _with_defaults(request: dict[str, Any]) -> dict[str, Any]:
+    """The request with the members SageMaker fills in when they are left out.
+
+    DescribeProcessingJob shows them, and the runtime limit is enforced like a given one.
+    """
+    filled = copy.deepcopy(request)
+    filled.setdefault("StoppingCondition", {"MaxRuntimeInSeconds": DEFAULT_MAX_RUNTIME_SECONDS})
+    for item in filled.get("ProcessingInputs", []):
+        item.setdefault("AppManaged", False)
+    for item in filled.get("ProcessingOutputConfig", {}).get("Outputs", []):
+        item.setdefault("AppManaged", False)
+    return filled
 
 
 def _require_processing_path(path: str, member: str) -> None:

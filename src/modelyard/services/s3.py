@@ -21,6 +21,7 @@ from ..api.context import RequestContext
 from ..api.errors import AwsError
 from ..store.objects import (
     DEFAULT_CONTENT_TYPE,
+    ENCRYPTION_METADATA,
     SYSTEM_METADATA,
     CompletedPart,
     ObjectInfo,
@@ -28,6 +29,7 @@ from ..store.objects import (
     etag_matches,
     precondition_failed,
 )
+from .s3_encryption import encryption_headers, refuse_customer_keys, requested_encryption
 
 Request = dict[str, Any]
 Handler = Callable[[RequestContext, Request], dict[str, Any]]
@@ -201,12 +203,14 @@ def _decode_token(token: str) -> str:
 
 
 def put_object(ctx: RequestContext, request: Request) -> dict[str, Any]:
+    encryption = requested_encryption(ctx, request)
     info = _store(ctx).put_object(
         request["Bucket"], request["Key"], request["Body"], now=ctx.now,
         content_type=request.get("ContentType") or DEFAULT_CONTENT_TYPE,
-        metadata=request.get("Metadata"), system_metadata=_system_metadata(request),
+        metadata=request.get("Metadata"),
+        system_metadata={**_system_metadata(request), **encryption},
         if_match=request.get("IfMatch"), if_none_match=request.get("IfNoneMatch"))
-    return {"ETag": _quoted(info.etag)}
+    return {"ETag": _quoted(info.etag), **encryption_headers(info.system_metadata)}
 
 
 def get_object(ctx: RequestContext, request: Request) -> dict[str, Any]:
@@ -240,7 +244,10 @@ def _read_response(info: ObjectInfo, request: Request) -> dict[str, Any]:
         "ETag": _quoted(info.etag), "LastModified": info.last_modified,
         "ContentType": info.content_type, "ContentLength": info.size,
         "AcceptRanges": "bytes", "Metadata": info.metadata or None,
-        **info.system_metadata, "_range": (0, info.size),
+        **{name: value for name, value in info.system_metadata.items()
+           if name not in ENCRYPTION_METADATA},
+        **encryption_headers(info.system_metadata, with_context=False),
+        "_range": (0, info.size),
     }
     byte_range = _byte_range(request.get("Range"), info.size, info.key)
     if byte_range is not None:
@@ -336,9 +343,11 @@ def copy_object(ctx: RequestContext, request: Request) -> dict[str, Any]:
     info = _store(ctx).copy_object(
         source_bucket, source_key, request["Bucket"], request["Key"], now=ctx.now,
         replace_metadata=directive == "REPLACE", content_type=request.get("ContentType"),
-        metadata=request.get("Metadata"), system_metadata=_system_metadata(request))
+        metadata=request.get("Metadata"), system_metadata=_system_metadata(request),
+        encryption=requested_encryption(ctx, request))
     return {"CopyObjectResult": {"ETag": _quoted(info.etag),
-                                 "LastModified": info.last_modified}}
+                                 "LastModified": info.last_modified},
+            **encryption_headers(info.system_metadata)}
 
 
 def _copy_source(text: str) -> tuple[str, str]:
@@ -390,14 +399,24 @@ def create_multipart_upload(ctx: RequestContext, request: Request) -> dict[str, 
     upload = _store(ctx).create_multipart_upload(
         request["Bucket"], request["Key"], owner=ctx.account_id, now=ctx.now,
         content_type=request.get("ContentType") or DEFAULT_CONTENT_TYPE,
-        metadata=request.get("Metadata"), system_metadata=_system_metadata(request))
-    return {"Bucket": upload.bucket, "Key": upload.key, "UploadId": upload.upload_id}
+        metadata=request.get("Metadata"),
+        system_metadata={**_system_metadata(request), **requested_encryption(ctx, request)})
+    return {"Bucket": upload.bucket, "Key": upload.key, "UploadId": upload.upload_id,
+            **encryption_headers(upload.system_metadata)}
 
 
 def upload_part(ctx: RequestContext, request: Request) -> dict[str, Any]:
+    encryption = _upload_encryption(ctx, request)
     part = _store(ctx).upload_part(request["Bucket"], request["Key"], request["UploadId"],
                                    request["PartNumber"], request["Body"], now=ctx.now)
-    return {"ETag": _quoted(part.etag)}
+    return {"ETag": _quoted(part.etag), **encryption}
+
+
+def _upload_encryption(ctx: RequestContext, request: Request) -> dict[str, Any]:
+    """The encryption headers of a multipart upload, which S3 repeats on every part."""
+    upload = _store(ctx).list_parts(request["Bucket"], request["Key"], request["UploadId"],
+                                    max_parts=0).upload
+    return encryption_headers(upload.system_metadata, with_context=False)
 
 
 _COPY_RANGE = re.compile(r"bytes=(\d+)-(\d+)")
@@ -417,10 +436,12 @@ def upload_part_copy(ctx: RequestContext, request: Request) -> dict[str, Any]:
         if byte_range[1] >= source.size:
             raise AwsError("InvalidRange", f"The copy range {request['CopySourceRange']} is "
                            f"outside '{source_key}', which is {source.size} bytes long.", 416)
+    encryption = _upload_encryption(ctx, request)
     part = _store(ctx).upload_part_copy(
         request["Bucket"], request["Key"], request["UploadId"], request["PartNumber"],
         source_bucket=source_bucket, source_key=source_key, byte_range=byte_range, now=ctx.now)
-    return {"CopyPartResult": {"ETag": _quoted(part.etag), "LastModified": part.last_modified}}
+    return {"CopyPartResult": {"ETag": _quoted(part.etag), "LastModified": part.last_modified},
+            **encryption}
 
 
 def complete_multipart_upload(ctx: RequestContext, request: Request) -> dict[str, Any]:
@@ -436,6 +457,7 @@ def complete_multipart_upload(ctx: RequestContext, request: Request) -> dict[str
     return {
         "Location": f"{ctx.settings.endpoint_url}/{info.bucket}/{quote(info.key)}",
         "Bucket": info.bucket, "Key": info.key, "ETag": _quoted(info.etag),
+        **encryption_headers(info.system_metadata, with_context=False),
     }
 
 
@@ -487,6 +509,7 @@ def list_multipart_uploads(ctx: RequestContext, request: Request) -> dict[str, A
 
 def _bucket_exists(ctx: RequestContext, request: Request) -> Any:
     _store(ctx).head_bucket(request["Bucket"])
+    requested_encryption(ctx, request)  # refuses contradictory encryption headers
 
 
 def _upload_exists(ctx: RequestContext, request: Request) -> Any:
@@ -505,10 +528,12 @@ BODY_PRECHECKS: dict[str, Callable[[RequestContext, Request], Any]] = {
 
 
 def _checks_bucket_owner(handler: Handler) -> Handler:
-    """S3 answers 403 when x-amz-expected-bucket-owner names another account."""
+    """S3 answers 403 when x-amz-expected-bucket-owner names another account; SSE-C
+    headers are refused before anything else."""
 
     @functools.wraps(handler)
     def checked(ctx: RequestContext, request: Request) -> dict[str, Any]:
+        refuse_customer_keys(ctx, request)
         expected = request.get("ExpectedBucketOwner")
         if expected is not None and "Bucket" in request:
             _require_owner(ctx, request["Bucket"], expected)

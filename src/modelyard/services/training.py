@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from ..api.context import RequestContext
@@ -11,8 +12,8 @@ from ..engine.job_records import add_transition, update_job
 from ..engine.training_job import KIND
 from .common import resource_arn
 from .jobs_common import (
-    check_metric_definitions, find_job, job_exists, list_jobs, not_stoppable, require_file_mode,
-    require_s3_uri, require_single_instance,
+    DEFAULT_MAX_RUNTIME_SECONDS, check_metric_definitions, find_job, job_exists, list_jobs,
+    not_stoppable, require_file_mode, require_s3_uri, require_single_instance,
 )
 
 LABEL = "Training job"
@@ -47,7 +48,7 @@ def create_training_job(ctx: RequestContext, request: dict[str, Any]) -> dict[st
     arn = resource_arn(ctx, "training-job", name)
     now = ctx.now
     document = {
-        **request,
+        **_with_defaults(request),
         "TrainingJobArn": arn,
         "TrainingJobStatus": "InProgress",
         "SecondaryStatus": "Starting",
@@ -58,17 +59,29 @@ def create_training_job(ctx: RequestContext, request: dict[str, Any]) -> dict[st
         "CreationTime": now,
         "LastModifiedTime": now,
         "ModelArtifacts": {"S3ModelArtifacts": ""},
-        "EnableNetworkIsolation": request.get("EnableNetworkIsolation", False),
-        "EnableInterContainerTrafficEncryption":
-            request.get("EnableInterContainerTrafficEncryption", False),
-        "EnableManagedSpotTraining": request.get("EnableManagedSpotTraining", False),
     }
-    document["StoppingCondition"] = {"MaxRuntimeInSeconds": 86400,
-                                     **request.get("StoppingCondition", {})}
     ctx.platform.resources.create(KIND, name, arn, document, now=now, status="InProgress",
                                   already_exists=lambda: job_exists(LABEL, arn))
     ctx.platform.executor.submit(KIND, name)
     return {"TrainingJobArn": arn}
+
+
+def _with_defaults(request: dict[str, Any]) -> dict[str, Any]:
+    """The request with the members SageMaker fills in when they are left out.
+
+    DescribeTrainingJob shows them; the runtime limit is enforced like a given one.
+    """
+    filled = copy.deepcopy(request)
+    for flag in ("EnableNetworkIsolation", "EnableInterContainerTrafficEncryption",
+                 "EnableManagedSpotTraining"):
+        filled.setdefault(flag, False)
+    filled["StoppingCondition"] = {"MaxRuntimeInSeconds": DEFAULT_MAX_RUNTIME_SECONDS,
+                                   **filled.get("StoppingCondition", {})}
+    for channel in filled.get("InputDataConfig", []):
+        channel.setdefault("CompressionType", "None")
+        channel.setdefault("RecordWrapperType", "None")
+    filled["OutputDataConfig"].setdefault("KmsKeyId", "")  # "": S3's default encryption
+    return filled
 
 
 def describe_training_job(ctx: RequestContext, request: dict[str, Any]) -> dict[str, Any]:

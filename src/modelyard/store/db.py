@@ -1,8 +1,9 @@
 """The metadata database: SQLite (WAL) in the data directory by default, PostgreSQL by URL.
 
-Every table is declared on ``metadata`` so one ``create_schema`` call builds them all.
-Writes go through ``Database.write()``, which on SQLite takes the write lock up front
-(BEGIN IMMEDIATE) so two writers never deadlock upgrading a read lock.
+Every table is declared on ``metadata``; the schema is versioned and upgraded in place on
+start by ``store.migrations`` (Alembic), through ``Database.upgrade_schema``. Writes go
+through ``Database.write()``, which on SQLite takes the write lock up front (BEGIN
+IMMEDIATE) so two writers never deadlock upgrading a read lock.
 """
 
 from __future__ import annotations
@@ -10,12 +11,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Connection, MetaData, create_engine, event
+from sqlalchemy import Connection, MetaData, create_engine, event, text
 from sqlalchemy.engine import Engine
 
 metadata = MetaData()
 
 _WRITE_OPTION = "modelyard_write"
+# PostgreSQL advisory lock held while the schema is checked and upgraded ("mdyd" in ASCII).
+_SCHEMA_LOCK_KEY = 0x6D647964
 
 
 class Database:
@@ -56,8 +59,40 @@ class Database:
 
         return engine
 
-    def create_schema(self) -> None:
-        metadata.create_all(self.engine)
+    def upgrade_schema(self) -> None:
+        """Bring the tables to this modelyard's schema version; see ``store.migrations``."""
+        from .migrations import upgrade
+
+        upgrade(self)
+
+    @contextmanager
+    def schema_change(self) -> Iterator[Connection]:
+        """One transaction for reading and changing the schema, serialized across servers.
+
+        PostgreSQL: an advisory lock held until commit, so servers starting together on one
+        database take turns. SQLite: the write lock (BEGIN IMMEDIATE), with foreign-key
+        enforcement off, because SQLite alters a table by copying and dropping it and a drop
+        would cascade into the rows that refer to it; the keys are checked before commit.
+        """
+        with self.engine.connect() as connection:
+            raw = connection.connection.driver_connection if self.is_sqlite else None
+            if raw is not None:
+                # Before BEGIN: SQLite ignores this pragma inside a transaction.
+                raw.execute("PRAGMA foreign_keys=OFF")
+            try:
+                connection = connection.execution_options(**{_WRITE_OPTION: True})
+                with connection.begin():
+                    if self.engine.dialect.name == "postgresql":
+                        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                                           {"key": _SCHEMA_LOCK_KEY})
+                    yield connection
+                    if raw is not None:
+                        broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+                        if broken:
+                            raise RuntimeError(f"a schema change broke foreign keys: {broken}")
+            finally:
+                if raw is not None:
+                    raw.execute("PRAGMA foreign_keys=ON")
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

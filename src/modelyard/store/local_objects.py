@@ -45,6 +45,7 @@ from .object_tables import (
 )
 from .objects import (
     DEFAULT_CONTENT_TYPE,
+    ENCRYPTION_METADATA,
     MIN_PART_BYTES,
     BucketInfo,
     CompletedPart,
@@ -236,6 +237,7 @@ class LocalObjectStore(ObjectStore):
         self, source_bucket: str, source_key: str, bucket: str, key: str, *, now: float,
         replace_metadata: bool = False, content_type: str | None = None,
         metadata: dict[str, str] | None = None, system_metadata: dict[str, str] | None = None,
+        encryption: dict[str, str] | None = None,
     ) -> ObjectInfo:
         key_bytes = check_key(key)
         if replace_metadata:
@@ -248,6 +250,9 @@ class LocalObjectStore(ObjectStore):
         else:
             content_type = source.content_type
             metadata, system_metadata = source.metadata, source.system_metadata
+        if encryption is not None:
+            system_metadata = {name: value for name, value in system_metadata.items()
+                               if name not in ENCRYPTION_METADATA} | encryption
         info = ObjectInfo(bucket, key, source.size, source.etag, now, content_type, metadata,
                           system_metadata, source.parts_count)
         self._commit_object(info, key_bytes, blob)

@@ -53,6 +53,16 @@ SYSTEM_METADATA = (
     "Expires",
     "WebsiteRedirectLocation",
 )
+# Server-side encryption as requested, kept (as strings) in the same per-object system
+# metadata: modelyard does not encrypt, it reports what S3 would. Objects stored without
+# these entries report S3's default, SSE-S3 (AES256).
+ENCRYPTION_METADATA = (
+    "ServerSideEncryption",
+    "SSEKMSKeyId",
+    "SSEKMSEncryptionContext",
+    "BucketKeyEnabled",  # "true" / "false"
+)
+DEFAULT_ENCRYPTION = "AES256"
 
 
 # --- values -----------------------------------------------------------------------------
@@ -232,8 +242,12 @@ class ObjectStore(abc.ABC):
         self, source_bucket: str, source_key: str, bucket: str, key: str, *, now: float,
         replace_metadata: bool = False, content_type: str | None = None,
         metadata: dict[str, str] | None = None, system_metadata: dict[str, str] | None = None,
+        encryption: dict[str, str] | None = None,
     ) -> ObjectInfo:
-        """Copy; with ``replace_metadata`` the given metadata replaces the source's."""
+        """Copy; with ``replace_metadata`` the given metadata replaces the source's.
+
+        ``encryption`` (ENCRYPTION_METADATA entries), if given, replaces the source's
+        whatever the directive: S3 encrypts a copy as the copy request says."""
 
     @abc.abstractmethod
     def list_objects(
