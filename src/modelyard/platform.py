@@ -11,6 +11,7 @@ from .engine import processing_job, training_job
 from .engine.clock import Clock
 from .engine.executor import Executor, JobKind
 from .engine.sandbox import check_sandbox_support
+from .hosting.live import LiveEndpoints
 from .pipelines.engine import PipelineEngine
 from .store.db import Database
 from .store.objects import LocalObjectStore, ObjectStore
@@ -26,6 +27,8 @@ class Platform:
     objects: ObjectStore
     executor: Executor = None  # type: ignore[assignment] - set by open()
     pipelines: PipelineEngine = None  # type: ignore[assignment] - set by open()
+    # What the endpoint controller serves now; the SageMaker Runtime routes by it.
+    live_endpoints: LiveEndpoints = None  # type: ignore[assignment] - set by open()
 
     @classmethod
     def open(cls, settings: Settings, clock: Clock | None = None) -> "Platform":
@@ -40,6 +43,7 @@ class Platform:
             resources=ResourceStore(database),
             objects=objects,
         )
+        platform.live_endpoints = LiveEndpoints()
         platform.executor = Executor(platform, JOB_KINDS, settings.max_concurrent_jobs)
         platform.pipelines = PipelineEngine(platform)
         platform.executor.on_finished.append(platform.pipelines.wake)

@@ -1,0 +1,1 @@
+"""Serving: endpoint fleets of model servers, routing between variants, data capture."""
