@@ -8,15 +8,20 @@ IMMEDIATE) so two writers never deadlock upgrading a read lock.
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from sqlalchemy import Connection, MetaData, create_engine, event, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 
 metadata = MetaData()
 
 _WRITE_OPTION = "modelyard_write"
+# How long a new connection keeps retrying a lock SQLite reports without waiting on it.
+_SQLITE_LOCK_PATIENCE = 60.0
 # PostgreSQL advisory lock held while the schema is checked and upgraded ("mdyd" in ASCII).
 _SCHEMA_LOCK_KEY = 0x6D647964
 
@@ -42,12 +47,12 @@ class Database:
             # Let SQLAlchemy's "begin" event, not pysqlite, decide how transactions start.
             dbapi_connection.isolation_level = None
             cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA busy_timeout=60000")
+            _enter_wal_mode(cursor)
             # NORMAL in WAL mode survives a killed process; only power loss may drop the
             # last transactions. FULL would fsync on every commit.
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA busy_timeout=60000")
             cursor.close()
 
         @event.listens_for(engine, "begin")
@@ -63,7 +68,17 @@ class Database:
         """Bring the tables to this modelyard's schema version; see ``store.migrations``."""
         from .migrations import upgrade
 
-        upgrade(self)
+        deadline = time.monotonic() + _SQLITE_LOCK_PATIENCE
+        while True:
+            try:
+                upgrade(self)
+                return
+            except OperationalError as error:
+                # Servers starting together on a new SQLite file: one may find it locked
+                # while another turns on WAL mode, which SQLite reports without waiting.
+                if not _sqlite_locked(error.orig) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     @contextmanager
     def schema_change(self) -> Iterator[Connection]:
@@ -110,3 +125,26 @@ class Database:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _sqlite_locked(error: BaseException | None) -> bool:
+    return isinstance(error, sqlite3.OperationalError) and "locked" in str(error)
+
+
+def _enter_wal_mode(cursor: sqlite3.Cursor) -> None:
+    """Put the database in WAL mode (it stays so), retrying while another connection holds it.
+
+    Switching a new database file into WAL mode needs it to itself, and SQLite answers
+    "database is locked" at once, without its busy handler, when another connection is
+    doing the same: servers (or threads) opening one new data directory together.
+    """
+    deadline = time.monotonic() + _SQLITE_LOCK_PATIENCE
+    while True:
+        try:
+            if cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if not _sqlite_locked(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
