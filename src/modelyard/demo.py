@@ -161,7 +161,7 @@ def _prepare_tickets(steps: Steps, data_dir: Path, bucket: str) -> dict[str, str
     from .demo_data import ticket_data
     from .examples.ticket_classifier import PREPROCESSING
 
-    tickets = steps.run("fetch 20 Newsgroups tickets (cached)", lambda: ticket_data(data_dir),
+    tickets = steps.run("fetch 20 Newsgroups tickets", lambda: ticket_data(data_dir),
                         lambda path: f"{sum(1 for _ in path.open()):,} tickets")
     session = sagemaker.Session()
     steps.run("upload tickets", lambda: session.upload_data(

