@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .config import DEFAULT_PORT, load_settings
+from .demo_serving import serve_ticket_classifier
 from .server import export_lines, running_endpoint
 
 
@@ -117,7 +118,8 @@ def _run(data_dir: str | None, port: int | None, quiet: Callable[[], None]) -> i
         splits = _prepare_tickets(steps, settings.data_dir, bucket)
         _train_ticket_classifier(steps, bucket, splits)
         _train_xgboost_on_breast_cancer(steps, bucket)
-        _run_ticket_pipeline(steps, bucket)
+        approved = _run_ticket_pipeline(steps, bucket)
+        serve_ticket_classifier(steps, bucket, approved, splits["test"])
         print()
         print(steps.table())
     return 0
@@ -246,8 +248,11 @@ def _train_xgboost_on_breast_cancer(steps: Steps, bucket: str) -> None:
     steps.run("XGBoost on breast cancer", fit, str)
 
 
-def _run_ticket_pipeline(steps: Steps, bucket: str) -> None:
-    """The §2 pipeline twice: the default learning rate fails the accuracy gate, 0.5 passes."""
+def _run_ticket_pipeline(steps: Steps, bucket: str) -> str | None:
+    """The §2 pipeline twice: the default learning rate fails the accuracy gate, 0.5 passes.
+
+    Returns the ARN of the version it approved (None if none was registered).
+    """
     import boto3
     import sagemaker
 
@@ -272,6 +277,8 @@ def _run_ticket_pipeline(steps: Steps, bucket: str) -> None:
 
         steps.run(f"pipeline, learning rate {learning_rate}", run, str)
 
+    approved: list[str] = []
+
     def approve() -> str:
         packages = client.list_model_packages(
             ModelPackageGroupName=group, SortBy="CreationTime", SortOrder="Descending",
@@ -281,9 +288,11 @@ def _run_ticket_pipeline(steps: Steps, bucket: str) -> None:
         arn = packages[0]["ModelPackageArn"]
         client.update_model_package(ModelPackageArn=arn, ModelApprovalStatus="Approved",
                                     ApprovalDescription="accuracy gate passed in the demo")
+        approved.append(arn)
         return f"{arn.rsplit('/', 2)[-2]} v{arn.rsplit('/', 1)[-1]} Approved"
 
     steps.run("approve the newest version", approve, str)
+    return approved[0] if approved else None
 
 
 def _failure_message(client, execution_arn: str, description: dict) -> str:  # noqa: ANN001
@@ -324,11 +333,14 @@ def _follow(job_name: str, kind: str, metric: str | None = None) -> str:
     import boto3
 
     client = boto3.client("sagemaker")
-    describe = (
-        (lambda: client.describe_training_job(TrainingJobName=job_name)) if kind == "training"
-        else (lambda: client.describe_processing_job(ProcessingJobName=job_name))
-    )
-    status_field = "TrainingJobStatus" if kind == "training" else "ProcessingJobStatus"
+    describe, status_field = {
+        "training": (lambda: client.describe_training_job(TrainingJobName=job_name),
+                     "TrainingJobStatus"),
+        "processing": (lambda: client.describe_processing_job(ProcessingJobName=job_name),
+                       "ProcessingJobStatus"),
+        "transform": (lambda: client.describe_transform_job(TransformJobName=job_name),
+                      "TransformJobStatus"),
+    }[kind]
     last = None
     while True:
         description = describe()

@@ -7,10 +7,11 @@ import os
 from dataclasses import dataclass
 
 from .config import Settings
-from .engine import processing_job, training_job
+from .engine import processing_job, training_job, transform_job
 from .engine.clock import Clock
 from .engine.executor import Executor, JobKind
 from .engine.sandbox import check_sandbox_support
+from .hosting.controller import EndpointController
 from .hosting.live import LiveEndpoints
 from .pipelines.engine import PipelineEngine
 from .store.db import Database
@@ -29,6 +30,8 @@ class Platform:
     pipelines: PipelineEngine = None  # type: ignore[assignment] - set by open()
     # What the endpoint controller serves now; the SageMaker Runtime routes by it.
     live_endpoints: LiveEndpoints = None  # type: ignore[assignment] - set by open()
+    # Starts and stops endpoints' model servers and publishes them to live_endpoints.
+    endpoints: EndpointController = None  # type: ignore[assignment] - set by open()
 
     @classmethod
     def open(cls, settings: Settings, clock: Clock | None = None) -> "Platform":
@@ -50,10 +53,14 @@ class Platform:
         _prepare_job_sandboxes()
         platform.executor.start()
         platform.pipelines.start()
+        platform.endpoints = EndpointController(platform)
+        platform.endpoints.start()
         return platform
 
     def close(self) -> None:
         self.pipelines.stop()
+        if self.endpoints is not None:
+            self.endpoints.shutdown()
         self.executor.shutdown()
         self.db.close()
 
@@ -62,6 +69,7 @@ JOB_KINDS = {
     training_job.KIND: JobKind(training_job.run_training_job, training_job.recover_training_job),
     processing_job.KIND: JobKind(
         processing_job.run_processing_job, processing_job.recover_processing_job),
+    transform_job.KIND: JobKind(transform_job.run_transform_job, transform_job.recover_transform_job),
 }
 
 

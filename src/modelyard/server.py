@@ -6,6 +6,7 @@ import fcntl
 import json
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import IO
@@ -96,12 +97,20 @@ def run_server(settings: Settings, *, log_level: str = "info") -> None:
     )
     server = uvicorn.Server(config)
     _announce(settings)
+    # uvicorn re-raises SIGTERM once it has shut down; as SystemExit rather than the default
+    # action (which ends the process at once) it lets the finally below close the platform
+    # and exit handlers flush (endpoint metrics, data capture).
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         server.run()
     finally:
         platform.close()
         (settings.data_dir / ENDPOINT_FILE).unlink(missing_ok=True)
         lock.close()
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 def _announce(settings: Settings) -> None:

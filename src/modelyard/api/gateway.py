@@ -7,6 +7,7 @@ the request's shape then picks the protocol: ``X-Amz-Target`` for JSON 1.1, a fo
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import logging
 import time
@@ -18,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from ..hosting.runtime import SageMakerRuntime
 from ..platform import Platform
 from ..services import find_handler
 from . import cborproto, jsonproto, query, restxml, sigv4
@@ -43,6 +45,9 @@ class Gateway:
     def __init__(self, platform: Platform) -> None:
         self.platform = platform
         self.settings = platform.settings
+        # The SageMaker Runtime (InvokeEndpoint); flushes its metrics and capture at exit.
+        self.runtime = SageMakerRuntime(platform)
+        atexit.register(self.runtime.close)
 
     async def health(self, request: Request) -> Response:
         return JSONResponse({"status": "ok", "region": self.settings.region})
@@ -92,7 +97,12 @@ class Gateway:
         if operation == "-":
             operation = getattr(request.state, "operation", "-")
         elapsed = (time.perf_counter() - started) * 1000
-        log.info("%s %s %s %d %.1fms", service, operation, request_id[:8], response.status_code, elapsed)
+        # Data-plane traffic (InvokeEndpoint) is logged only when it fails: a log line costs
+        # as much as routing the call, and the endpoint's metrics count the successes.
+        level = logging.DEBUG if (operation == "InvokeEndpoint"
+                                  and response.status_code < 400) else logging.INFO
+        log.log(level, "%s %s %s %d %.1fms", service, operation, request_id[:8],
+                response.status_code, elapsed)
         return response
 
     # --- per protocol ----------------------------------------------------------------
@@ -156,7 +166,8 @@ class Gateway:
         body = await self._read_bounded_body(request)
         self._verify(request, auth, raw_query, _payload_hash(request, body))
         if protocol == "rest-json" and request.url.path.startswith("/endpoints/"):
-            raise not_implemented("sagemaker-runtime", "InvokeEndpoint")
+            request.state.operation = "InvokeEndpoint"
+            return await self.runtime.handle(request, body, request_id)
         if protocol == "cbor":
             cborproto.read_body(body)
             raise not_implemented("cloudwatch", request.url.path.rsplit("/", 1)[-1])

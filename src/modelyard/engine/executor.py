@@ -92,10 +92,12 @@ class Executor:
                         self.submit(kind, resource.name)
 
     def shutdown(self) -> None:
-        with self._lock:
-            handles = list(self._handles.values())
-        for handle in handles:
-            handle.stop_requested.set()
+        """The server is stopping: take no new work, and leave running jobs as they are.
+
+        A job is not a user's stop: its record stays InProgress, its processes end with
+        the server (PR_SET_PDEATHSIG), and the next start runs it again, exactly as after
+        a kill -9.
+        """
         for _ in self._workers:
             self._queue.put(None)
 

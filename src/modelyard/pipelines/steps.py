@@ -1,6 +1,6 @@
 """What each pipeline step type does when it starts, and how a running one is checked.
 
-Job steps (Processing, Training) create real jobs through the same handlers the API
+Job steps (Processing, Training, Transform) create real jobs through the same handlers the API
 uses, so a step's job is validated, run and listed like any other. The other step types
 finish as they start: a Condition evaluates, a Fail fails, RegisterModel and Model
 create registry entries. A Callback waits for SendPipelineExecutionStep{Success,Failure}.
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ..api.context import RequestContext
 from ..api.errors import AwsError
 from ..api.shapes import operation_model, parse_input
-from ..engine import processing_job, training_job
+from ..engine import processing_job, training_job, transform_job
 from ..engine.channels import S3Location
 from .expressions import ExpressionError, Scope, evaluate_conditions, to_text
 
@@ -32,9 +32,10 @@ JOB_STEPS = {
                    "ProcessingJobStatus", "ProcessingJob", "ProcessingJobArn"),
     "Training": ("CreateTrainingJob", training_job.KIND, "TrainingJobName",
                  "TrainingJobStatus", "TrainingJob", "TrainingJobArn"),
+    "Transform": ("CreateTransformJob", transform_job.KIND, "TransformJobName",
+                  "TransformJobStatus", "TransformJob", "TransformJobArn"),
 }
 NOT_YET = {
-    "Transform": "batch transform",
     "Tuning": "hyperparameter tuning",
     "QualityCheck": "model monitoring baselines",
     "ClarifyCheck": "SageMaker Clarify",
@@ -131,8 +132,9 @@ def check_job(platform: "Platform", spec: "StepSpec", job: dict[str, str],
 
 def stop_job(platform: "Platform", job: dict[str, str]) -> None:
     """Ask a step's running job to stop, through the same handler StopXJob uses."""
-    operation = "StopTrainingJob" if job["kind"] == training_job.KIND else "StopProcessingJob"
-    member = "TrainingJobName" if job["kind"] == training_job.KIND else "ProcessingJobName"
+    operation, member = next((create.replace("Create", "Stop", 1), name_member)
+                             for create, kind, name_member, *_ in JOB_STEPS.values()
+                             if kind == job["kind"])
     _handlers()[operation](internal_context(platform, operation), {member: job["name"]})
 
 

@@ -11,13 +11,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from . import iam, logs, modelregistry, models, pipelines, processing, s3, sts, training
+from . import (
+    endpoint_configs, endpoints, iam, logs, modelregistry, models, pipelines, processing, s3, sts,
+    training, transform,
+)
 
 Handler = Callable[..., dict[str, Any]]
 
 OPERATIONS: dict[str, dict[str, Handler]] = {
     "sagemaker": {**modelregistry.OPERATIONS, **models.OPERATIONS, **training.OPERATIONS,
-                  **processing.OPERATIONS, **pipelines.OPERATIONS},
+                  **processing.OPERATIONS, **pipelines.OPERATIONS,
+                  **endpoint_configs.OPERATIONS, **endpoints.OPERATIONS,
+                  **transform.OPERATIONS},
     "s3": s3.OPERATIONS,
     "logs": logs.OPERATIONS,
     "sts": sts.OPERATIONS,

@@ -1,0 +1,151 @@
+"""Endpoint invocation metrics: aggregated per minute in memory, flushed to the metric store.
+
+SageMaker publishes, per endpoint and variant (dimensions ``EndpointName``,
+``VariantName``) and per minute, under namespace ``AWS/SageMaker``: ``Invocations``,
+``Invocation4XXErrors``, ``Invocation5XXErrors``, ``InvocationsPerInstance`` (Count),
+``ModelLatency`` and ``OverheadLatency`` (Microseconds), and ``ModelSetupTime``
+(Microseconds, written by the endpoint controller through ``record_model_setup_time``).
+
+The request path only adds numbers to a dict under a lock; every ``FLUSH_INTERVAL_SECONDS``
+(and on ``close``) a background thread writes what accumulated as statistic sets to
+``store.cloudwatch_metrics``, timestamped with their minute. A minute may therefore have
+several sets per metric (one per flush), which readers aggregate as CloudWatch aggregates
+several ``PutMetricData`` calls; a killed server loses at most one interval.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+from ..store.cloudwatch_metrics import CloudWatchMetricStore, MetricDatum
+from ..store.db import Database
+
+NAMESPACE = "AWS/SageMaker"
+FLUSH_INTERVAL_SECONDS = 10.0
+
+log = logging.getLogger("modelyard.hosting")
+
+
+@dataclass
+class _Stat:
+    count: float = 0.0
+    total: float = 0.0
+    minimum: float = float("inf")
+    maximum: float = float("-inf")
+
+    def add(self, value: float) -> None:
+        self.count += 1
+        self.total += value
+        self.minimum = min(self.minimum, value)
+        self.maximum = max(self.maximum, value)
+
+
+# (minute start, endpoint, variant, metric) -> statistic set
+_Key = tuple[float, str, str, str]
+UNITS = {"ModelLatency": "Microseconds", "OverheadLatency": "Microseconds",
+         "ModelSetupTime": "Microseconds"}
+
+
+def dimensions(endpoint: str, variant: str) -> dict[str, str]:
+    return {"EndpointName": endpoint, "VariantName": variant}
+
+
+class InvocationMetrics:
+    """Per-minute aggregation of invocation outcomes; ``start`` runs the flusher thread."""
+
+    def __init__(self, database: Database, interval: float = FLUSH_INTERVAL_SECONDS) -> None:
+        self.store = CloudWatchMetricStore(database)
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._stats: dict[_Key, _Stat] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="invocation-metrics",
+                                            daemon=True)
+            self._thread.start()
+
+    def record(self, endpoint: str, variant: str, *, status: int, instances: int,
+               model_us: float | None, overhead_us: float, now: float | None = None) -> None:
+        """One invocation routed to ``variant`` and answered with HTTP ``status`` (as the
+        client saw it). ``Invocations`` counts every one, errors included, as SageMaker's
+        does; ``model_us`` is None when the model was never reached."""
+        minute = _minute(time.time() if now is None else now)
+        with self._lock:
+            self._add(minute, endpoint, variant, "Invocations", 1.0)
+            self._add(minute, endpoint, variant, "Invocation4XXErrors",
+                      1.0 if 400 <= status < 500 else 0.0)
+            self._add(minute, endpoint, variant, "Invocation5XXErrors",
+                      1.0 if status >= 500 else 0.0)
+            self._add(minute, endpoint, variant, "InvocationsPerInstance",
+                      1.0 / max(instances, 1))
+            if model_us is not None:
+                self._add(minute, endpoint, variant, "ModelLatency", model_us)
+            self._add(minute, endpoint, variant, "OverheadLatency", overhead_us)
+
+    def record_value(self, endpoint: str, variant: str, metric: str, value: float,
+                     now: float | None = None) -> None:
+        with self._lock:
+            self._add(_minute(time.time() if now is None else now), endpoint, variant,
+                      metric, value)
+
+    def flush(self) -> int:
+        """Write what accumulated since the last flush; returns the statistic sets written."""
+        with self._lock:
+            taken, self._stats = self._stats, {}
+        data = [
+            MetricDatum(NAMESPACE, metric, tuple(sorted(dimensions(endpoint, variant).items())),
+                        minute, stat.count, stat.total, stat.minimum, stat.maximum,
+                        UNITS.get(metric, "Count"))
+            for (minute, endpoint, variant, metric), stat in taken.items()
+        ]
+        try:
+            self.store.put(data)
+        except Exception:  # noqa: BLE001 - keep serving; the numbers go back for the next try
+            log.exception("could not write %d invocation metric sets", len(data))
+            with self._lock:
+                for key, stat in taken.items():
+                    kept = self._stats.setdefault(key, _Stat())
+                    kept.count += stat.count
+                    kept.total += stat.total
+                    kept.minimum = min(kept.minimum, stat.minimum)
+                    kept.maximum = max(kept.maximum, stat.maximum)
+            return 0
+        return len(data)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+        self.flush()
+
+    def _add(self, minute: float, endpoint: str, variant: str, metric: str, value: float) -> None:
+        key = (minute, endpoint, variant, metric)
+        stat = self._stats.get(key)
+        if stat is None:
+            stat = self._stats[key] = _Stat()
+        stat.add(value)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.flush()
+
+
+def _minute(timestamp: float) -> float:
+    return float(int(timestamp // 60) * 60)
+
+
+def record_model_setup_time(database: Database, endpoint: str, variant: str,
+                            microseconds: float, now: float | None = None) -> None:
+    """For the endpoint controller: one instance of ``variant`` took this long to become
+    healthy (from launch to a passing /ping). Written at once, not aggregated."""
+    stamp = _minute(time.time() if now is None else now)
+    CloudWatchMetricStore(database).put([MetricDatum.single(
+        NAMESPACE, "ModelSetupTime", dimensions(endpoint, variant), stamp, microseconds,
+        "Microseconds")])
