@@ -23,6 +23,12 @@ def model_files(server, uri: str) -> dict[str, bytes]:
                 for member in archive.getmembers() if member.isfile()}
 
 
+def in_service(server, endpoint: str) -> None:
+    """The SDK's own wait polls every 30 s; the waiter here polls every second."""
+    server.client("sagemaker").get_waiter("endpoint_in_service").wait(
+        EndpointName=endpoint, WaiterConfig={"Delay": 1, "MaxAttempts": 300})
+
+
 @pytest.fixture()
 def cancer():
     from sklearn.datasets import load_breast_cancer
@@ -57,7 +63,8 @@ def test_xgboost_builtin_deploy_predicts_what_the_booster_predicts(server, uniqu
 
     predictor = estimator.deploy(initial_instance_count=1, instance_type="ml.m5.large",
                                  endpoint_name=unique_name, serializer=CSVSerializer(),
-                                 deserializer=CSVDeserializer())
+                                 deserializer=CSVDeserializer(), wait=False)
+    in_service(server, unique_name)
     try:
         answer = predictor.predict(x_test[:40])
         served = numpy.array([float(row[0]) for row in answer])
@@ -134,7 +141,8 @@ def test_sklearn_entry_point_deploy_predicts_what_the_model_predicts(server, uni
 
     predictor = estimator.deploy(initial_instance_count=1, instance_type="ml.m5.large",
                                  endpoint_name=unique_name, serializer=NumpySerializer(),
-                                 deserializer=NumpyDeserializer())
+                                 deserializer=NumpyDeserializer(), wait=False)
+    in_service(server, unique_name)
     try:
         served = predictor.predict(x_sent)
         assert served.shape == (25, 2)
