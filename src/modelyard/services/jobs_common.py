@@ -8,6 +8,7 @@ from typing import Any
 from ..api.context import RequestContext
 from ..api.errors import AwsError, validation_error
 from ..engine.channels import S3Location
+from ..engine.job_records import update_job
 from ..store.resources import Resource
 from .common import list_query
 
@@ -82,3 +83,13 @@ def list_jobs(ctx: RequestContext, kind: str, request: dict[str, Any], member: s
         "Name": "name", "CreationTime": "creation_time", "Status": "status"})
     page = ctx.platform.resources.list(kind, query)
     return {member: [item.document for item in page.items], "NextToken": page.next_token}
+
+
+def request_stop(ctx: RequestContext, kind: str, label: str, name: str, status_field: str) -> None:
+    """Stop*Job: an InProgress job becomes Stopping, and its runner is told to stop."""
+    status = find_job(ctx, kind, label, name).document[status_field]
+    if status != "InProgress":
+        raise not_stoppable(label, name, status)
+    update_job(ctx.platform, kind, name, lambda doc: doc.update({status_field: "Stopping"}),
+               status_field=status_field)
+    ctx.platform.executor.request_stop(kind, name)

@@ -8,11 +8,10 @@ from typing import Any
 from ..api.context import RequestContext
 from ..api.errors import validation_error
 from ..engine.images import require_image
-from ..engine.job_records import update_job
 from ..engine.processing_job import KIND
 from .common import resource_arn
 from .jobs_common import (
-    DEFAULT_MAX_RUNTIME_SECONDS, find_job, job_exists, list_jobs, not_stoppable, require_file_mode,
+    DEFAULT_MAX_RUNTIME_SECONDS, find_job, job_exists, list_jobs, request_stop, require_file_mode,
     require_s3_uri, require_single_instance,
 )
 
@@ -97,14 +96,7 @@ def list_processing_jobs(ctx: RequestContext, request: dict[str, Any]) -> dict[s
 
 
 def stop_processing_job(ctx: RequestContext, request: dict[str, Any]) -> dict[str, Any]:
-    name = request["ProcessingJobName"]
-    found = find_job(ctx, KIND, LABEL, name)
-    status = found.document["ProcessingJobStatus"]
-    if status != "InProgress":
-        raise not_stoppable(LABEL, name, status)
-    update_job(ctx.platform, KIND, name, lambda doc: doc.update(ProcessingJobStatus="Stopping"),
-               status_field="ProcessingJobStatus")
-    ctx.platform.executor.request_stop(KIND, name)
+    request_stop(ctx, KIND, LABEL, request["ProcessingJobName"], "ProcessingJobStatus")
     return {}
 
 

@@ -12,13 +12,12 @@ from typing import Any
 from ..api.context import RequestContext
 from ..api.errors import validation_error
 from ..engine.images import parse_image
-from ..engine.job_records import update_job
 from ..engine.transform_data import FilterError, parse_path
 from ..engine.transform_job import CONTAINERS_KEY, KIND
 from . import models
 from .common import resource_arn
 from .jobs_common import (
-    find_job, job_exists, list_jobs, not_stoppable, require_s3_uri, require_single_instance,
+    find_job, job_exists, list_jobs, request_stop, require_s3_uri, require_single_instance,
 )
 
 LABEL = "Transform job"
@@ -108,14 +107,7 @@ def list_transform_jobs(ctx: RequestContext, request: dict[str, Any]) -> dict[st
 
 
 def stop_transform_job(ctx: RequestContext, request: dict[str, Any]) -> dict[str, Any]:
-    name = request["TransformJobName"]
-    found = find_job(ctx, KIND, LABEL, name)
-    status = found.document["TransformJobStatus"]
-    if status != "InProgress":
-        raise not_stoppable(LABEL, name, status)
-    update_job(ctx.platform, KIND, name, lambda doc: doc.update(TransformJobStatus="Stopping"),
-               status_field="TransformJobStatus")
-    ctx.platform.executor.request_stop(KIND, name)
+    request_stop(ctx, KIND, LABEL, request["TransformJobName"], "TransformJobStatus")
     return {}
 
 
