@@ -4,7 +4,7 @@ The gateway has already verified the SigV4 signature and split bucket and key ou
 path or Host. From here on the botocore model drives everything: which operation a
 request is (method + URI shape + the query parameters and headers it must carry), where
 each input member lives, and how each output member goes on the wire. Handlers in
-``services/s3.py`` see plain dicts; request bodies arrive as ``SpooledBody`` files whose
+``services/s3*.py`` see plain dicts; request bodies arrive as ``SpooledBody`` files whose
 digests were checked before the handler runs.
 """
 
@@ -83,7 +83,7 @@ async def handle_s3_request(request: Request, ctx: RequestContext, bucket: str |
         request.state.operation = operation.name  # for the gateway's access log
         # The domain side, imported late: services import the platform, which imports us.
         from ..services import find_handler
-        from ..services.s3 import BODY_PRECHECKS
+        from ..services.s3_operations import BODY_PRECHECKS
 
         handler = find_handler("s3", operation.name)
         if handler is None:

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from typing import Any
 
 from . import (
-    endpoint_configs, endpoints, iam, logs, modelregistry, models, pipelines, processing, s3, sts,
-    training, transform,
+    endpoint_configs, endpoints, iam, logs, modelregistry, models, pipelines, processing,
+    s3_operations, sts, training, transform,
 )
 
 Handler = Callable[..., dict[str, Any]]
@@ -23,7 +23,7 @@ OPERATIONS: dict[str, dict[str, Handler]] = {
                   **processing.OPERATIONS, **pipelines.OPERATIONS,
                   **endpoint_configs.OPERATIONS, **endpoints.OPERATIONS,
                   **transform.OPERATIONS},
-    "s3": s3.OPERATIONS,
+    "s3": s3_operations.OPERATIONS,
     "logs": logs.OPERATIONS,
     "sts": sts.OPERATIONS,
     "iam": iam.OPERATIONS,

@@ -23,14 +23,8 @@ from typing import Any
 
 from ..api.context import RequestContext
 from ..api.errors import AwsError
-from ..store.logs import (
-    EVENT_OVERHEAD_BYTES,
-    Key,
-    LogEvent,
-    LogGroup,
-    LogStore,
-    LogStream,
-)
+from ..store.log_tables import EVENT_OVERHEAD_BYTES, Key, LogEvent, LogGroup, LogStream
+from ..store.logs import LogStore
 
 MAX_BATCH_BYTES = 1_048_576
 MAX_BATCH_EVENTS = 10_000

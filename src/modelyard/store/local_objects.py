@@ -13,17 +13,15 @@ row references, which ``recover()`` deletes at the next start.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-import secrets
 import shutil
 import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, and_, delete, exists, insert, or_, select, update
+from sqlalchemy import Connection, and_, delete, exists, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..api.errors import AwsError
@@ -32,41 +30,30 @@ from .blob_files import BlobFiles
 from .db import Database
 from .object_tables import (
     buckets_table,
-    dump_metadata,
     object_info,
     object_is,
     object_row,
     objects_table,
-    part_info,
-    part_is,
     parts_table,
-    upload_info,
     uploads_table,
 )
 from .objects import (
     DEFAULT_CONTENT_TYPE,
     ENCRYPTION_METADATA,
-    MIN_PART_BYTES,
     BucketInfo,
-    CompletedPart,
     ListPage,
     ObjectInfo,
     ObjectReader,
     ObjectStore,
-    PartInfo,
-    PartsPage,
-    UploadInfo,
-    UploadsPage,
     check_bucket_name,
     check_key,
     check_metadata,
-    check_part_number,
     etag_matches,
     no_such_bucket,
     no_such_key,
-    no_such_upload,
     precondition_failed,
 )
+from .local_multipart import MultipartUploads, successor
 from .spool import SpooledBody, entity_too_large
 
 log = logging.getLogger(__name__)
@@ -78,7 +65,7 @@ _LIST_BATCH = 1000
 _REPLACED_RETRIES = 5
 
 
-class LocalObjectStore(ObjectStore):
+class LocalObjectStore(MultipartUploads, ObjectStore):
     def __init__(self, database: Database, root: Path, settings: Settings) -> None:
         self.db = database
         self.root = Path(root)
@@ -277,10 +264,10 @@ class LocalObjectStore(ObjectStore):
         if after is not None and after.encode() >= lower:
             marker = after.encode()
             if group_of(marker) == marker:
-                lower = _successor(marker) or marker  # skip the whole group
+                lower = successor(marker) or marker  # skip the whole group
             else:
                 lower, inclusive = marker, False
-        upper = _successor(prefix_bytes) if prefix_bytes else None
+        upper = successor(prefix_bytes) if prefix_bytes else None
         contents: list[ObjectInfo] = []
         prefixes: list[str] = []
 
@@ -318,196 +305,12 @@ class LocalObjectStore(ObjectStore):
                     return page(truncated=False)
                 last_key = rows[-1].key
                 if last_group is not None and last_key.startswith(last_group):
-                    successor = _successor(last_group)
-                    if successor is None or (upper is not None and successor >= upper):
+                    after = successor(last_group)
+                    if after is None or (upper is not None and after >= upper):
                         return page(truncated=False)
-                    lower, inclusive = successor, True
+                    lower, inclusive = after, True
                 else:
                     lower, inclusive = last_key, False
-
-    # --- multipart uploads --------------------------------------------------------------
-
-    def create_multipart_upload(
-        self, bucket: str, key: str, *, owner: str, now: float,
-        content_type: str = DEFAULT_CONTENT_TYPE, metadata: dict[str, str] | None = None,
-        system_metadata: dict[str, str] | None = None,
-    ) -> UploadInfo:
-        key_bytes = check_key(key)
-        check_metadata(metadata or {})
-        upload = UploadInfo(secrets.token_hex(24), bucket, key, owner, now, content_type,
-                            dict(metadata or {}), dict(system_metadata or {}))
-        with self.db.write() as connection:
-            self._require_bucket(connection, bucket)
-            connection.execute(insert(uploads_table).values(
-                upload_id=upload.upload_id, bucket=bucket, key=key_bytes, owner=owner,
-                initiated=now, content_type=content_type,
-                metadata=dump_metadata(upload.metadata, upload.system_metadata)))
-        return upload
-
-    def upload_part(self, bucket: str, key: str, upload_id: str, part_number: int,
-                    body: SpooledBody, *, now: float) -> PartInfo:
-        key_bytes = check_key(key)
-        check_part_number(part_number)
-        if body.size > self.settings.max_object_bytes:
-            raise entity_too_large(body.size, self.settings.max_object_bytes)
-        blob = self.blobs.adopt(body.path)
-        part = PartInfo(part_number, body.size, body.md5_hex, now)
-        try:
-            with self.db.write() as connection:
-                self._require_upload(connection, bucket, key, key_bytes, upload_id)
-                replaced = connection.execute(select(parts_table.c.blob)
-                                              .where(part_is(upload_id, part_number))).scalar()
-                values = dict(blob=blob, size=part.size, etag=part.etag, last_modified=now)
-                if replaced is None:
-                    connection.execute(insert(parts_table).values(
-                        upload_id=upload_id, part_number=part_number, **values))
-                else:
-                    connection.execute(update(parts_table)
-                                       .where(part_is(upload_id, part_number)).values(**values))
-        except BaseException:
-            self.blobs.discard([blob])
-            raise
-        if replaced is not None:
-            self.blobs.discard([replaced])
-        return part
-
-    def upload_part_copy(
-        self, bucket: str, key: str, upload_id: str, part_number: int, *,
-        source_bucket: str, source_key: str, byte_range: tuple[int, int] | None, now: float,
-    ) -> PartInfo:
-        def copy_range(info: ObjectInfo, path: Path) -> SpooledBody:
-            first, last = byte_range if byte_range is not None else (0, info.size - 1)
-            if last - first + 1 > self.settings.max_object_bytes:
-                raise entity_too_large(last - first + 1, self.settings.max_object_bytes)
-            return self.blobs.stage_range(path, first, last - first + 1)
-
-        staged = self._with_blob(source_bucket, source_key, copy_range)
-        try:
-            return self.upload_part(bucket, key, upload_id, part_number, staged, now=now)
-        finally:
-            staged.discard()
-
-    def complete_multipart_upload(self, bucket: str, key: str, upload_id: str,
-                                  parts: list[CompletedPart], *, now: float) -> ObjectInfo:
-        key_bytes = check_key(key)
-        if not parts:
-            raise AwsError("MalformedXML", "The CompleteMultipartUpload request lists no "
-                           "parts. List every part you uploaded, with its ETag.")
-        numbers = [part.part_number for part in parts]
-        if any(later <= earlier for earlier, later in zip(numbers, numbers[1:])):
-            raise AwsError("InvalidPartOrder", "The list of parts was not in ascending order "
-                           "of part number, or listed a part twice. Sort the parts by "
-                           "PartNumber.", UploadId=upload_id)
-        with self.db.read() as connection:
-            upload = self._require_upload(connection, bucket, key, key_bytes, upload_id)
-            stored = {row.part_number: row for row in connection.execute(
-                select(parts_table).where(parts_table.c.upload_id == upload_id))}
-        chosen = [_stored_part(part, stored, upload_id) for part in parts]
-        for row in chosen[:-1]:
-            if row.size < MIN_PART_BYTES:
-                raise AwsError("EntityTooSmall", f"Part {row.part_number} is {row.size} bytes; "
-                               f"every part except the last must be at least {MIN_PART_BYTES} "
-                               "bytes. Upload larger parts.", PartNumber=str(row.part_number),
-                               ProposedSize=str(row.size), MinSizeAllowed=str(MIN_PART_BYTES))
-        try:
-            blob = self.blobs.concatenate([self.blobs.path(row.blob) for row in chosen])
-        except FileNotFoundError:
-            raise _part_replaced(upload_id) from None
-        digest = hashlib.md5(b"".join(bytes.fromhex(row.etag) for row in chosen)).hexdigest()
-        template = upload_info(upload)
-        info = ObjectInfo(bucket, key, sum(row.size for row in chosen), f"{digest}-{len(chosen)}",
-                          now, template.content_type, template.metadata,
-                          template.system_metadata, parts_count=len(chosen))
-        expected = {row.part_number: row.blob for row in chosen}
-
-        def retire_upload(connection: Connection) -> list[str]:
-            self._require_upload(connection, bucket, key, key_bytes, upload_id)
-            current = {row.part_number: row.blob for row in connection.execute(
-                select(parts_table.c.part_number, parts_table.c.blob)
-                .where(parts_table.c.upload_id == upload_id))}
-            if any(current.get(number) != name for number, name in expected.items()):
-                raise _part_replaced(upload_id)
-            connection.execute(delete(parts_table).where(parts_table.c.upload_id == upload_id))
-            connection.execute(delete(uploads_table).where(uploads_table.c.upload_id == upload_id))
-            return list(current.values())  # unlisted parts are discarded, as in S3
-
-        self._commit_object(info, key_bytes, blob, also=retire_upload)
-        return info
-
-    def abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> None:
-        key_bytes = check_key(key)
-        with self.db.write() as connection:
-            self._require_upload(connection, bucket, key, key_bytes, upload_id)
-            blobs = list(connection.execute(select(parts_table.c.blob)
-                                            .where(parts_table.c.upload_id == upload_id)).scalars())
-            connection.execute(delete(parts_table).where(parts_table.c.upload_id == upload_id))
-            connection.execute(delete(uploads_table).where(uploads_table.c.upload_id == upload_id))
-        self.blobs.discard(blobs)
-
-    def list_parts(self, bucket: str, key: str, upload_id: str, *,
-                   after_part: int = 0, max_parts: int = 1000) -> PartsPage:
-        key_bytes = check_key(key)
-        with self.db.read() as connection:
-            upload = self._require_upload(connection, bucket, key, key_bytes, upload_id)
-            rows = connection.execute(
-                select(parts_table)
-                .where(and_(parts_table.c.upload_id == upload_id,
-                            parts_table.c.part_number > after_part))
-                .order_by(parts_table.c.part_number).limit(max_parts + 1)).all()
-        parts = [part_info(row) for row in rows]
-        truncated = len(parts) > max_parts
-        parts = parts[:max_parts]
-        return PartsPage(upload_info(upload), parts, truncated,
-                         parts[-1].part_number if parts else None)
-
-    def list_multipart_uploads(
-        self, bucket: str, *, prefix: str = "", delimiter: str = "",
-        key_marker: str | None = None, upload_id_marker: str | None = None,
-        max_uploads: int = 1000,
-    ) -> UploadsPage:
-        # In-progress uploads are few, so grouping happens here rather than in SQL.
-        prefix_bytes = prefix.encode()
-        conditions = [uploads_table.c.bucket == bucket, uploads_table.c.key >= prefix_bytes]
-        if prefix_bytes and (upper := _successor(prefix_bytes)) is not None:
-            conditions.append(uploads_table.c.key < upper)
-        if key_marker:
-            marker = key_marker.encode()
-            if upload_id_marker:
-                conditions.append(or_(uploads_table.c.key > marker, and_(
-                    uploads_table.c.key == marker, uploads_table.c.upload_id > upload_id_marker)))
-            else:
-                conditions.append(uploads_table.c.key > marker)
-        with self.db.read() as connection:
-            self._require_bucket(connection, bucket)
-            rows = connection.execute(select(uploads_table).where(and_(*conditions))
-                                      .order_by(uploads_table.c.key, uploads_table.c.upload_id))
-            uploads: list[UploadInfo] = []
-            prefixes: list[str] = []
-            last: tuple[str, str | None] = ("", None)  # the next page's key / upload markers
-            for row in rows:
-                upload = upload_info(row)
-                found = upload.key.find(delimiter, len(prefix)) if delimiter else -1
-                group = upload.key[: found + len(delimiter)] if found >= 0 else None
-                if group is not None and prefixes and prefixes[-1] == group:
-                    continue
-                if len(uploads) + len(prefixes) >= max_uploads:
-                    return UploadsPage(uploads, prefixes, True, *last)
-                if group is not None:
-                    prefixes.append(group)
-                    last = (group, None)
-                else:
-                    uploads.append(upload)
-                    last = (upload.key, upload.upload_id)
-        return UploadsPage(uploads, prefixes, False, None, None)
-
-    def _require_upload(self, connection: Connection, bucket: str, key: str, key_bytes: bytes,
-                        upload_id: str) -> Any:
-        row = connection.execute(
-            select(uploads_table).where(uploads_table.c.upload_id == upload_id)).first()
-        if row is None or row.bucket != bucket or bytes(row.key) != key_bytes:
-            self._require_bucket(connection, bucket)
-            raise no_such_upload(bucket, key, upload_id)
-        return row
 
     # --- shared steps -------------------------------------------------------------------
 
@@ -571,29 +374,6 @@ class LocalObjectStore(ObjectStore):
         raise AwsError("InternalError", f"The stored bytes of '{bucket}/{key}' are missing "
                        f"from {self.root}. Upload the object again.", 500,
                        Key=key, BucketName=bucket)
-
-
-def _successor(prefix: bytes) -> bytes | None:
-    """The smallest byte string greater than every string that starts with ``prefix``."""
-    trimmed = prefix.rstrip(b"\xff")
-    if not trimmed:
-        return None
-    return trimmed[:-1] + bytes([trimmed[-1] + 1])
-
-
-def _stored_part(part: CompletedPart, stored: dict[int, Any], upload_id: str) -> Any:
-    row = stored.get(part.part_number)
-    if row is None or part.etag.strip().strip('"') != row.etag:
-        raise AwsError("InvalidPart", f"Part {part.part_number} was not uploaded, or its ETag "
-                       "does not match the one you listed. List the parts with ListParts and "
-                       "pass their ETags unchanged.", UploadId=upload_id,
-                       PartNumber=str(part.part_number))
-    return row
-
-
-def _part_replaced(upload_id: str) -> AwsError:
-    return AwsError("InvalidPart", "A part was uploaded again while the upload was being "
-                    "completed. Retry CompleteMultipartUpload.", UploadId=upload_id)
 
 
 def _check_write_conditions(info: ObjectInfo, current: Any, if_match: str | None,
