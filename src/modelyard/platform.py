@@ -6,9 +6,11 @@ import logging
 import os
 from dataclasses import dataclass
 
+from . import cloudwatch, events, lambdas, sns
 from .config import Settings
 from .engine import processing_job, training_job, transform_job
-from .engine.clock import Clock
+from .engine.clock import Clock, clock_from_environment
+from .engine.deliveries import Deliveries
 from .engine.executor import Executor, JobKind
 from .engine.sandbox import check_sandbox_support
 from .hosting.controller import EndpointController
@@ -32,6 +34,8 @@ class Platform:
     live_endpoints: LiveEndpoints = None  # type: ignore[assignment] - set by open()
     # Starts and stops endpoints' model servers and publishes them to live_endpoints.
     endpoints: EndpointController = None  # type: ignore[assignment] - set by open()
+    # Runs the durable outbox: EventBridge targets, SNS deliveries, async Lambda invokes.
+    deliveries: Deliveries = None  # type: ignore[assignment] - set by open()
 
     @classmethod
     def open(cls, settings: Settings, clock: Clock | None = None) -> "Platform":
@@ -41,7 +45,7 @@ class Platform:
         objects.recover()
         platform = cls(
             settings=settings,
-            clock=clock or Clock(),
+            clock=clock or clock_from_environment(),
             db=database,
             resources=ResourceStore(database),
             objects=objects,
@@ -55,15 +59,26 @@ class Platform:
         platform.pipelines.start()
         platform.endpoints = EndpointController(platform)
         platform.endpoints.start()
+        platform.deliveries = Deliveries(platform)
+        for component in _COMPONENTS:
+            component.start(platform)
+        platform.deliveries.start()
         return platform
 
     def close(self) -> None:
+        if self.deliveries is not None:
+            self.deliveries.stop()
+        for component in reversed(_COMPONENTS):
+            component.stop(self)
         self.pipelines.stop()
         if self.endpoints is not None:
             self.endpoints.shutdown()
         self.executor.shutdown()
         self.db.close()
 
+
+# The automation services around SageMaker, each with start(platform) and stop(platform).
+_COMPONENTS = (cloudwatch, sns, events, lambdas)
 
 JOB_KINDS = {
     training_job.KIND: JobKind(training_job.run_training_job, training_job.recover_training_job),

@@ -1,21 +1,35 @@
 """Smithy RPC v2 CBOR (CloudWatch): ``POST /service/<Service>/operation/<Op>``, CBOR bodies.
 
-Routed so that clients get AWS-shaped answers; no operation is implemented yet, but a
-body is still decoded first, so a malformed one is a 400 ``SerializationException``, as
-AWS answers, rather than an operation error.
+Requests are CBOR maps shaped by the operation's input; timestamps arrive as tag 1
+(epoch seconds, decoded to datetimes) and blobs as byte strings. Responses are shaped by
+the output shape the same way. CloudWatch is "query compatible": errors also carry
+``x-amzn-query-error: <Code>;Sender``, from which botocore takes the error code.
 """
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any
 
 import cbor2
+from botocore.model import Shape
 from starlette.responses import Response
 
 from .errors import AwsError
 from .jsonproto import check_nesting
+from .shapes import parse_timestamp
 
 CONTENT_TYPE = "application/cbor"
+
+
+def read_path(path: str) -> str:
+    """``/service/GraniteServiceVersion20100801/operation/PutMetricData`` -> the operation."""
+    parts = path.strip("/").split("/")
+    if len(parts) != 4 or parts[0] != "service" or parts[2] != "operation" or not parts[3]:
+        raise AwsError("UnknownOperationException",
+                       f"{path!r} is not an RPC v2 CBOR operation path; expected "
+                       "/service/<Service>/operation/<Operation>.", status=404)
+    return parts[3]
 
 
 def read_body(body: bytes) -> dict[str, Any]:
@@ -34,10 +48,49 @@ def read_body(body: bytes) -> dict[str, Any]:
     return value
 
 
+def shape_output(shape: Shape | None, value: Any) -> Any:
+    """Keep modelled members; timestamps as datetimes (tag 1), blobs as bytes."""
+    if shape is None or value is None:
+        return None
+    kind = shape.type_name
+    if kind == "structure":
+        return {name: shape_output(member, value[name])
+                for name, member in shape.members.items()
+                if name in value and value[name] is not None}
+    if kind == "list":
+        return [shape_output(shape.member, item) for item in value]
+    if kind == "map":
+        return {key: shape_output(shape.value, item) for key, item in value.items()}
+    if kind == "timestamp":
+        epoch = parse_timestamp(value)
+        return None if epoch is None else datetime.fromtimestamp(epoch, tz=timezone.utc)
+    if kind == "blob":
+        return value.encode() if isinstance(value, str) else bytes(value)
+    if kind in ("integer", "long"):
+        return int(value)
+    if kind in ("float", "double"):
+        return float(value)
+    if kind == "boolean":
+        return bool(value)
+    return value
+
+
+def render_result(output_shape: Shape | None, result: dict[str, Any] | None,
+                  request_id: str) -> Response:
+    shaped = shape_output(output_shape, result or {}) if output_shape is not None else {}
+    return Response(
+        cbor2.dumps(shaped or {}, datetime_as_timestamp=True, timezone=timezone.utc),
+        media_type=CONTENT_TYPE,
+        headers={"smithy-protocol": "rpc-v2-cbor", "x-amzn-RequestId": request_id},
+    )
+
+
 def render_error(error: AwsError, request_id: str) -> Response:
+    fault = "Sender" if error.sender_fault else "Receiver"
     return Response(
         cbor2.dumps({"__type": error.code, "message": error.message}),
         status_code=error.status,
         media_type=CONTENT_TYPE,
-        headers={"smithy-protocol": "rpc-v2-cbor", "x-amzn-RequestId": request_id},
+        headers={"smithy-protocol": "rpc-v2-cbor", "x-amzn-RequestId": request_id,
+                 "x-amzn-query-error": f"{error.code};{fault}"},
     )

@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, Response
 from ..hosting.runtime import SageMakerRuntime
 from ..platform import Platform
 from ..services import find_handler
-from . import cborproto, jsonproto, query, restxml, sigv4
+from . import cborproto, jsonproto, query, restjson, restxml, sigv4
 from .context import RequestContext
 from .errors import AwsError, not_implemented
 from .shapes import operation_model, parse_input, service_model
@@ -39,6 +39,8 @@ S3_AUTH_ERROR_CODES = {
 }
 # Host names that address the server itself; "<bucket>.<one of these>" is virtual-hosted S3.
 SERVER_HOST_SUFFIXES = ("localhost", "s3.amazonaws.com")
+# Services whose every operation is REST-JSON, routed by method and path (Lambda).
+REST_JSON_SERVICES = ("lambda",)
 
 
 class Gateway:
@@ -68,13 +70,20 @@ class Gateway:
             if service == "s3" or bucket is not None:
                 protocol = "s3"
                 response = await self._handle_s3(request, request_id, auth, bucket, raw_query)
+            elif service in REST_JSON_SERVICES:
+                protocol = "rest-json"
+                operation, response = await self._handle_rest_json(
+                    request, request_id, auth, raw_query)
+            elif protocol == "cbor":
+                operation, response = await self._handle_cbor(
+                    request, request_id, auth, raw_query)
+            elif protocol == "json":
+                service, operation, response = await self._handle_json(
+                    request, request_id, auth, raw_query
+                )
             elif protocol == "query" or service in query.QUERY_SERVICES:
                 protocol = "query"
                 service, operation, response = await self._handle_query(
-                    request, request_id, auth, raw_query
-                )
-            elif protocol == "json":
-                service, operation, response = await self._handle_json(
                     request, request_id, auth, raw_query
                 )
             else:
@@ -159,6 +168,29 @@ class Gateway:
             operation, output_shape, result, namespace, request_id
         )
 
+    async def _handle_cbor(
+        self, request: Request, request_id: str, auth: sigv4.Authorization, raw_query: str
+    ) -> tuple[str, Response]:
+        body = await self._read_bounded_body(request)
+        self._verify(request, auth, raw_query, _payload_hash(request, body))
+        operation = cborproto.read_path(request.url.path)
+        params = cborproto.read_body(body)
+        result, output_shape = await self._invoke(request_id, auth, auth.service, operation,
+                                                  params)
+        return operation, cborproto.render_result(output_shape, result, request_id)
+
+    async def _handle_rest_json(
+        self, request: Request, request_id: str, auth: sigv4.Authorization, raw_query: str
+    ) -> tuple[str, Response]:
+        body = await self._read_bounded_body(request)
+        self._verify(request, auth, raw_query, _payload_hash(request, body))
+        raw_path = request.scope.get("raw_path", b"/").decode("latin-1") or "/"
+        operation, labels = restjson.find_operation(auth.service, request.method, raw_path)
+        model = operation_model(auth.service, operation)
+        params = restjson.read_request(model, labels, raw_query, request.headers, body)
+        result, _ = await self._invoke(request_id, auth, auth.service, operation, params)
+        return operation, restjson.render_result(model, result, request_id)
+
     async def _handle_other(
         self, request: Request, request_id: str, auth: sigv4.Authorization, raw_query: str,
         protocol: str,
@@ -168,9 +200,6 @@ class Gateway:
         if protocol == "rest-json" and request.url.path.startswith("/endpoints/"):
             request.state.operation = "InvokeEndpoint"
             return await self.runtime.handle(request, body, request_id)
-        if protocol == "cbor":
-            cborproto.read_body(body)
-            raise not_implemented("cloudwatch", request.url.path.rsplit("/", 1)[-1])
         raise AwsError(
             "UnknownOperationException",
             f"modelyard cannot tell which {auth.service} operation {request.method} "
@@ -212,7 +241,7 @@ class Gateway:
             secret_for=lambda key: (
                 credentials.secret_access_key if key == credentials.access_key_id else None
             ),
-            now=self.platform.clock.now(),
+            now=time.time(),  # signatures are checked against the real time
             max_skew_seconds=self.settings.max_clock_skew_seconds,
             resource_path=resource_path,
         )
@@ -257,8 +286,8 @@ def _guess_protocol(request: Request) -> str:
     content_type = headers.get("content-type", "")
     if request.method == "POST" and content_type.startswith("application/x-www-form-urlencoded"):
         return "query"
-    if request.url.path.startswith(("/endpoints/", "/inference-components/")):
-        return "rest-json"
+    if request.url.path.startswith(("/endpoints/", "/inference-components/", "/2015-03-31/")):
+        return "rest-json"  # the SageMaker Runtime; Lambda's API version prefix
     return "s3"
 
 

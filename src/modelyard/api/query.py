@@ -12,7 +12,7 @@ from starlette.responses import Response
 from .errors import AwsError
 from .xmlshapes import build_element
 
-QUERY_SERVICES = ("sts", "iam")
+QUERY_SERVICES = ("sts", "iam", "sns", "cloudwatch")
 
 
 def read_form(body: bytes) -> dict[str, str]:

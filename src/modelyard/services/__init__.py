@@ -12,8 +12,9 @@ from collections.abc import Callable
 from typing import Any
 
 from . import (
-    endpoint_configs, endpoints, iam, logs, modelregistry, models, pipelines, processing,
-    s3_operations, sts, training, transform,
+    cloudwatch_alarms, cloudwatch_metrics, endpoint_configs, endpoints, events, iam,
+    lambda_functions, logs, modelregistry, models, pipelines, processing, s3_operations, sns,
+    sts, training, transform,
 )
 
 Handler = Callable[..., dict[str, Any]]
@@ -27,6 +28,10 @@ OPERATIONS: dict[str, dict[str, Handler]] = {
     "logs": logs.OPERATIONS,
     "sts": sts.OPERATIONS,
     "iam": iam.OPERATIONS,
+    "cloudwatch": {**cloudwatch_metrics.OPERATIONS, **cloudwatch_alarms.OPERATIONS},
+    "sns": sns.OPERATIONS,
+    "events": events.OPERATIONS,
+    "lambda": lambda_functions.OPERATIONS,
 }
 
 

@@ -14,7 +14,9 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from sqlalchemy import Column, Float, Index, Integer, String, Table, Text, insert, select
+from sqlalchemy import (
+    Column, Float, Index, Integer, LargeBinary, String, Table, Text, insert, select,
+)
 
 from .db import Database, metadata
 
@@ -31,6 +33,8 @@ cloudwatch_metric_data_table = Table(
     Column("minimum", Float, nullable=False),
     Column("maximum", Float, nullable=False),
     Column("unit", String(32), nullable=False),
+    # A serialized KLL sketch of the set's values when it has more than one (percentiles).
+    Column("sketch", LargeBinary, nullable=True),
     Index("ix_cloudwatch_metric_data_series", "namespace", "metric_name", "dimensions",
           "timestamp"),
 )

@@ -86,7 +86,7 @@ def declared_metadata() -> MetaData:
     from ... import server  # noqa: F401  (the platform, every service and store)
     from ...pipelines import cache  # noqa: F401
     from .. import objects  # noqa: F401  (first: it imports object_tables in its own order)
-    from .. import logs, metrics, object_tables, resources  # noqa: F401
+    from .. import cloudwatch_metrics, logs, metrics, object_tables, outbox, resources  # noqa: F401
 
     return metadata
 

@@ -1,0 +1,139 @@
+"""The worker that carries out the outbox's promises (``store.outbox``).
+
+Each kind of delivery registers a handler and a retry policy before the worker starts:
+
+    platform.deliveries.register("sns-http", deliver_http, attempts=3, backoff=[1, 20])
+
+``enqueue`` writes the promise durably and wakes the worker; the worker runs due
+deliveries on a few threads. A handler that returns has delivered; one that raises is
+retried after ``backoff[attempt - 1]`` seconds (the last entry repeats) until ``attempts``
+are spent, then the delivery is marked failed with its error. Deliveries are at least
+once: a server killed while running one runs it again after restart, so a handler whose
+effect must happen once (a pipeline start) makes it idempotent with the delivery's key.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..store.outbox import Delivery, Outbox
+
+if TYPE_CHECKING:
+    from ..platform import Platform
+
+log = logging.getLogger("modelyard.deliveries")
+
+# How often the worker looks at the clock when nothing wakes it: an injected clock may
+# jump, and a retry may come due, without anyone calling wake().
+POLL_SECONDS = 0.25
+# Finished deliveries are kept this long (seconds) for `modelyard outbox` and tests.
+KEEP_FINISHED_SECONDS = 7 * 24 * 3600
+
+
+class DeliveryFailed(Exception):
+    """Raised by a handler for a failure that retrying cannot fix: fail at once."""
+
+
+@dataclass(frozen=True)
+class DeliveryKind:
+    handler: Callable[["Platform", Delivery], None]
+    attempts: int
+    backoff: Sequence[float]
+
+
+class Deliveries:
+    def __init__(self, platform: "Platform", threads: int = 4) -> None:
+        self.platform = platform
+        self.outbox = Outbox(platform.db)
+        self.kinds: dict[str, DeliveryKind] = {}
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="modelyard-delivery")
+        self._slots = threading.Semaphore(threads)
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def register(self, kind: str, handler: Callable[["Platform", Delivery], None], *,
+                 attempts: int = 3, backoff: Sequence[float] = (1.0, 10.0)) -> None:
+        self.kinds[kind] = DeliveryKind(handler, max(1, attempts), tuple(backoff) or (1.0,))
+
+    def enqueue(self, kind: str, key: str, payload: dict[str, Any], *, delay: float = 0.0,
+                connection: Any = None) -> bool:
+        """Promise a delivery (durably); False when ``key`` was already promised."""
+        now = self.platform.clock.now()
+        added = self.outbox.add(kind, key, payload, now=now, due_time=now + delay,
+                                connection=connection)
+        self.wake()
+        return added
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        released = self.outbox.release_running(self.platform.clock.now())
+        if released:
+            log.info("re-running %d deliveries a stopped server had started", released)
+        self._thread = threading.Thread(target=self._run, name="modelyard-deliveries",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _run(self) -> None:
+        last_purge = 0.0
+        while not self._stopping.is_set():
+            self._wake.wait(POLL_SECONDS)
+            self._wake.clear()
+            try:
+                now = self.platform.clock.now()
+                self._dispatch_due(now)
+                if now - last_purge > 3600:
+                    last_purge = now
+                    self.outbox.purge_finished(now - KEEP_FINISHED_SECONDS)
+            except Exception:  # noqa: BLE001 - a broken database must not end the loop
+                log.exception("the delivery worker hit an error; retrying")
+
+    def _dispatch_due(self, now: float) -> None:
+        kinds = set(self.kinds)
+        while kinds and not self._stopping.is_set():
+            free = 0
+            while self._slots.acquire(blocking=False):
+                free += 1
+            if not free:
+                return
+            due = self.outbox.claim_due(now, kinds, limit=free)
+            for _ in range(free - len(due)):
+                self._slots.release()
+            for delivery in due:
+                self._pool.submit(self._deliver, delivery)
+            if len(due) < free:
+                return
+
+    def _deliver(self, delivery: Delivery) -> None:
+        kind = self.kinds[delivery.kind]
+        try:
+            kind.handler(self.platform, delivery)
+        except Exception as error:  # noqa: BLE001 - recorded on the delivery, then retried
+            now = self.platform.clock.now()
+            message = f"{type(error).__name__}: {error}"
+            if isinstance(error, DeliveryFailed) or delivery.attempts >= kind.attempts:
+                log.warning("delivery %s (%s) failed after %d attempts: %s", delivery.key,
+                            delivery.kind, delivery.attempts, message)
+                self.outbox.fail(delivery.id, now, message)
+            else:
+                backoff = kind.backoff[min(delivery.attempts, len(kind.backoff)) - 1]
+                self.outbox.retry(delivery.id, now, now + backoff, message)
+        else:
+            self.outbox.finish(delivery.id, self.platform.clock.now())
+        finally:
+            self._slots.release()
+            self._wake.set()

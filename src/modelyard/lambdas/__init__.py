@@ -1,0 +1,16 @@
+"""Lambda: Python functions run in the job sandbox by warm workers."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..platform import Platform
+
+
+def start(platform: "Platform") -> None:
+    """Register delivery kinds and start background loops (before deliveries start)."""
+
+
+def stop(platform: "Platform") -> None:
+    """Stop background loops and workers."""
