@@ -2,7 +2,8 @@
 
 A built-in XGBoost model (trained in this process with the xgboost library, saved the way
 the training job saves it) scores one CSV file of ``--rows`` rows through a modelyard
-transform job (MultiRecord, 6 MB mini-batches, 2 concurrent requests, AssembleWith Line).
+transform job (MultiRecord, 6 MB mini-batches, 2 concurrent requests -- so 2 model-server
+worker processes on a 2-core machine -- AssembleWith Line).
 Baseline, same file, same process: ``pandas.read_csv`` + ``Booster.predict`` + writing
 one prediction per line. Figures: rows/s of the whole job (CreateTransformJob ->
 Completed, model server start-up included) and of its steady part (from the log line that

@@ -164,6 +164,8 @@ class RequestMaker:
             request = self._rest_xml(model, op)
         elif protocol == "smithy-rpc-v2-cbor":
             request = self._cbor(model, op)
+        elif protocol == "rest-json":
+            request = self._rest_json(model, op)
         else:
             raise ValueError(f"no fuzzing for protocol {protocol}")
         # Within what HTTP servers accept (S3: 8 KB of headers), and under the API body
@@ -368,6 +370,40 @@ class RequestMaker:
             return (b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]>'
                     b"<Delete><Object><Key>&e;</Key></Object></Delete>"), kind
         return rng.randbytes(rng.randrange(1, 300)), kind
+
+    # --- REST-JSON (Lambda) ----------------------------------------------------------
+
+    def _rest_json(self, model, op: OperationModel) -> WireRequest:
+        rng = self.rng
+        serialized = self._serialized(op, "rest-json")
+        path, query = serialized["url_path"], dict(serialized["query_string"] or {})
+        headers = {name: str(value) for name, value in serialized["headers"].items()
+                   if name.lower() not in _FRAMING_HEADERS}
+        body = serialized["body"] or b""
+        if isinstance(body, str):
+            body = body.encode()
+        mutation = "none"
+        roll = rng.random()
+        if roll < 0.35 and body:
+            body, mutation = self._mutate_json(bytes(body))
+        elif roll < 0.45 and headers:
+            headers[rng.choice(list(headers))] = rng.choice(("", "garbage", "-1", "é" * 20))
+            mutation = "bad-header"
+        elif roll < 0.55:
+            query[rng.choice(("MaxItems", "Marker", "Qualifier", "FunctionVersion"))] = \
+                rng.choice(("", "-5", "abc", "99999999999999999999", "%ff"))
+            mutation = "bad-query"
+        elif roll < 0.65:
+            path += "/" + quote(rng.choice(_ODD_STRINGS), safe="/")
+            mutation = "odd-path"
+        query_string = "&".join(f"{quote(str(name), safe='-_.~')}="
+                                f"{quote(str(value), safe='-_.~')}"
+                                for name, value in sorted(query.items()))
+        headers = {re.sub(r"[^A-Za-z0-9!#$%&'*+.^_`|~-]", "x", name): _header_text(value)
+                   for name, value in headers.items()}
+        return WireRequest("rest-json", model.service_name, op.name, model.signing_name,
+                           serialized["method"], path, query_string, headers, bytes(body),
+                           mutation)
 
     # --- RPC v2 CBOR (CloudWatch) ---------------------------------------------------
 

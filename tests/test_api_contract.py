@@ -122,6 +122,13 @@ def test_unsigned_requests_are_refused_in_each_protocol(server):
 def test_health_needs_no_signature_and_nothing_else_is_open(server):
     assert requests.get(f"{server.endpoint_url}/_modelyard/health").status_code == 200
     assert requests.get(f"{server.endpoint_url}/").status_code == 403
+    # SNS's confirmation link is open, as on AWS, but does nothing without a valid token.
+    link = requests.get(f"{server.endpoint_url}/_modelyard/sns", params={
+        "Action": "ConfirmSubscription", "Token": "0" * 128,
+        "TopicArn": "arn:aws:sns:us-east-1:123456789012:nothing"})
+    assert link.status_code in (400, 404) and "Error" in link.text
+    assert requests.get(f"{server.endpoint_url}/_modelyard/sns",
+                        params={"Action": "ListTopics"}).status_code == 400
 
 
 def test_presigned_urls_work_until_they_expire(server, s3, unique_name):

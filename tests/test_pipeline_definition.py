@@ -239,7 +239,7 @@ def test_refuses_duplicate_names_including_nested():
 
 
 @pytest.mark.parametrize("kind, fragment", [
-    ("Lambda", "Step Odd is a Lambda step; modelyard has no AWS Lambda"),
+    ("Lambda", "FunctionArn null is not a Lambda function ARN"),
     ("EMR", "Step Odd is a EMR step; modelyard has no Amazon EMR"),
     ("AutoML", "Autopilot"),
     ("Notebook", "notebook"),

@@ -32,6 +32,11 @@ def main(argv: list[str] | None = None) -> int:
 
     commands.add_parser("operations", help="list the AWS operations this server implements")
 
+    from .sns import outbox_cli
+
+    outbox_cli.add_arguments(commands.add_parser(
+        "outbox", help="list the email, email-json and sms messages SNS kept"))
+
     args = parser.parse_args(argv)
     if args.command == "server":
         return _run_server(args)
@@ -41,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_demo(data_dir=args.data_dir, port=args.port)
     if args.command == "operations":
         return _list_operations()
+    if args.command == "outbox":
+        return outbox_cli.run(args)
     return 2
 
 

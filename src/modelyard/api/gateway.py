@@ -10,14 +10,18 @@ from __future__ import annotations
 import atexit
 import hashlib
 import logging
+import os
+import re
 import time
 import uuid
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.datastructures import URL
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
 
 from ..hosting.runtime import SageMakerRuntime
 from ..platform import Platform
@@ -41,6 +45,8 @@ S3_AUTH_ERROR_CODES = {
 SERVER_HOST_SUFFIXES = ("localhost", "s3.amazonaws.com")
 # Services whose every operation is REST-JSON, routed by method and path (Lambda).
 REST_JSON_SERVICES = ("lambda",)
+# Characters in an ASGI path that make Starlette's request.url.path differ from it.
+_URL_REWRITES = re.compile(r"[?#\\\t\r\n]")
 
 
 class Gateway:
@@ -114,6 +120,66 @@ class Gateway:
                 response.status_code, elapsed)
         return response
 
+    async def handle_invocation(self, scope: Scope, receive: Receive, send: Send) -> bool:
+        """InvokeEndpoint straight from ASGI, for ``POST /endpoints/...`` (the data plane).
+
+        The same steps as ``handle`` -> ``_handle_other`` -> the runtime, without building
+        Starlette's Request or scanning its header list again at every lookup: at thousands
+        of invocations a second that bookkeeping costs as much as the routing itself.
+        Returns False, having read nothing, for any request that ``handle`` would not send
+        to the SageMaker Runtime (another protocol's markers, a virtual-hosted bucket, an
+        unreadable signature, another signing service); the app then passes it to ``handle``,
+        which routes (or refuses) it as always.
+        """
+        headers = _header_map(scope["headers"])
+        if ("x-amz-target" in headers or headers.get("smithy-protocol") == "rpc-v2-cbor"
+                or headers.get("content-type", "").startswith("application/x-www-form-urlencoded")
+                or self._virtual_host_bucket(headers.get("host", "")) is not None):
+            return False
+        path = scope["path"]
+        if _URL_REWRITES.search(path):  # characters Starlette's URL escapes or drops
+            path = URL(scope=scope).path  # what request.url.path would say
+        if not path.startswith("/endpoints/"):
+            return False
+        raw_query = scope.get("query_string", b"").decode("latin-1")
+        try:
+            auth = sigv4.read_authorization(
+                headers, dict(parse_qsl(raw_query, keep_blank_values=True)) if raw_query else {})
+        except AwsError:
+            return False
+        if (auth.service == "s3" or auth.service in REST_JSON_SERVICES
+                or auth.service in query.QUERY_SERVICES):
+            return False
+        started = time.perf_counter()
+        request_id = os.urandom(16).hex()  # uuid4().hex's format at a fifth of its cost
+        raw_path = scope.get("raw_path", b"/").decode("latin-1")
+        try:
+            body = await _receive_bounded_body(receive, headers,
+                                               self.settings.max_api_request_bytes)
+            self._verify_parts("POST", raw_path or "/", headers, auth, raw_query,
+                               _payload_hash_of(headers, body))
+            response = await self.runtime.handle("POST", raw_path, path, headers, body,
+                                                 request_id)
+        except AwsError as error:
+            response = _render_error("rest-json", error, request_id, None)
+        except Exception:  # noqa: BLE001 - as in handle: an AWS-shaped 500, the trace logged
+            log.exception("internal error in %s InvokeEndpoint (request %s)", auth.service,
+                          request_id)
+            response = _render_error("rest-json", AwsError(
+                "InternalFailure",
+                f"modelyard hit an internal error (request id {request_id}); the server log "
+                "has the details.",
+                status=500,
+            ), request_id, None)
+        if response.status_code >= 400 and _declares_a_body(headers):
+            response.headers["connection"] = "close"
+        if response.status_code >= 400 or log.isEnabledFor(logging.DEBUG):
+            log.log(logging.DEBUG if response.status_code < 400 else logging.INFO,
+                    "%s %s %s %d %.1fms", auth.service, "InvokeEndpoint", request_id[:8],
+                    response.status_code, (time.perf_counter() - started) * 1000)
+        await response(scope, receive, send)
+        return True
+
     # --- per protocol ----------------------------------------------------------------
 
     async def _handle_s3(
@@ -145,6 +211,7 @@ class Gateway:
     ) -> tuple[str, str, Response]:
         body = await self._read_bounded_body(request)
         self._verify(request, auth, raw_query, _payload_hash(request, body))
+        body = _decompressed(request, body, self.settings.max_api_request_bytes)
         service, operation = jsonproto.read_target(request.headers["x-amz-target"])
         params = jsonproto.read_body(body)
         result, output_shape = await self._invoke(request_id, auth, service, operation, params)
@@ -155,9 +222,11 @@ class Gateway:
     ) -> tuple[str, str, Response]:
         body = await self._read_bounded_body(request)
         self._verify(request, auth, raw_query, _payload_hash(request, body))
+        body = _decompressed(request, body, self.settings.max_api_request_bytes)
         form = {**dict(parse_qsl(raw_query)), **query.read_form(body)}
         operation = form.get("Action", "")
-        service = auth.service if auth.service in query.QUERY_SERVICES else "sts"
+        service = _service_name(auth.service)
+        service = service if service in query.QUERY_SERVICES else "sts"
         model = operation_model(service, operation)
         params = query.unflatten(model.input_shape, form) if model else {}
         result, output_shape = await self._invoke(
@@ -173,10 +242,11 @@ class Gateway:
     ) -> tuple[str, Response]:
         body = await self._read_bounded_body(request)
         self._verify(request, auth, raw_query, _payload_hash(request, body))
+        body = _decompressed(request, body, self.settings.max_api_request_bytes)
         operation = cborproto.read_path(request.url.path)
         params = cborproto.read_body(body)
-        result, output_shape = await self._invoke(request_id, auth, auth.service, operation,
-                                                  params)
+        result, output_shape = await self._invoke(request_id, auth, _service_name(auth.service),
+                                                  operation, params)
         return operation, cborproto.render_result(output_shape, result, request_id)
 
     async def _handle_rest_json(
@@ -198,8 +268,12 @@ class Gateway:
         body = await self._read_bounded_body(request)
         self._verify(request, auth, raw_query, _payload_hash(request, body))
         if protocol == "rest-json" and request.url.path.startswith("/endpoints/"):
+            # POSTs get here only when handle_invocation (the fast path) declined them;
+            # a change to the steps above must be made there too.
             request.state.operation = "InvokeEndpoint"
-            return await self.runtime.handle(request, body, request_id)
+            return await self.runtime.handle(
+                request.method, request.scope.get("raw_path", b"").decode("latin-1"),
+                request.url.path, request.headers, body, request_id)
         raise AwsError(
             "UnknownOperationException",
             f"modelyard cannot tell which {auth.service} operation {request.method} "
@@ -230,13 +304,22 @@ class Gateway:
         self, request: Request, auth: sigv4.Authorization, raw_query: str, payload_hash: str,
         *, resource_path: str | None = None,
     ) -> None:
+        self._verify_parts(request.method,
+                           request.scope.get("raw_path", b"/").decode("latin-1") or "/",
+                           request.headers, auth, raw_query, payload_hash,
+                           resource_path=resource_path)
+
+    def _verify_parts(
+        self, method: str, raw_path: str, headers: Any, auth: sigv4.Authorization,
+        raw_query: str, payload_hash: str, *, resource_path: str | None = None,
+    ) -> None:
         credentials = self.settings.credentials
         sigv4.verify(
             auth,
-            method=request.method,
-            raw_path=request.scope.get("raw_path", b"/").decode("latin-1") or "/",
+            method=method,
+            raw_path=raw_path,
             raw_query=raw_query,
-            headers=request.headers,
+            headers=headers,
             payload_hash=payload_hash,
             secret_for=lambda key: (
                 credentials.secret_access_key if key == credentials.access_key_id else None
@@ -292,13 +375,51 @@ def _guess_protocol(request: Request) -> str:
 
 
 def _declared_a_body(request: Request) -> bool:
-    length = request.headers.get("content-length", "0")
-    return "transfer-encoding" in request.headers or (length.isdigit() and int(length) > 0)
+    return _declares_a_body(request.headers)
+
+
+def _declares_a_body(headers: Any) -> bool:
+    length = headers.get("content-length", "0")
+    return "transfer-encoding" in headers or (length.isdigit() and int(length) > 0)
+
+
+def _header_map(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    """ASGI headers as a dict; a repeated name keeps its first value, as Starlette's
+    ``Headers.get`` answers."""
+    headers: dict[str, str] = {}
+    for key, value in raw:
+        name = key.decode("latin-1")
+        if name not in headers:
+            headers[name] = value.decode("latin-1")
+    return headers
+
+
+async def _receive_bounded_body(receive: Receive, headers: dict[str, str], limit: int) -> bytes:
+    """``Gateway._read_bounded_body`` on raw ASGI messages."""
+    declared = headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _payload_hash(request: Request, body: bytes) -> str:
+    return _payload_hash_of(request.headers, body)
+
+
+def _payload_hash_of(headers: Any, body: bytes) -> str:
     actual = hashlib.sha256(body).hexdigest()
-    claimed = request.headers.get("x-amz-content-sha256")
+    claimed = headers.get("x-amz-content-sha256")
     if claimed and claimed != sigv4.UNSIGNED_PAYLOAD and claimed != actual:
         raise AwsError(
             "InvalidSignatureException",
@@ -306,6 +427,32 @@ def _payload_hash(request: Request, body: bytes) -> str:
             status=400,
         )
     return claimed or actual
+
+
+# Signing names (credential scope) that differ from botocore's service names.
+_SIGNING_NAMES = {"monitoring": "cloudwatch"}
+
+
+def _service_name(signing_name: str) -> str:
+    return _SIGNING_NAMES.get(signing_name, signing_name)
+
+
+def _decompressed(request: Request, body: bytes, limit: int) -> bytes:
+    """The body without its ``Content-Encoding: gzip`` (botocore compresses large
+    PutMetricData requests); signatures cover the compressed bytes, so call after _verify."""
+    if "gzip" not in request.headers.get("content-encoding", "").lower():
+        return body
+    import zlib
+
+    decoder = zlib.decompressobj(wbits=31)
+    try:
+        data = decoder.decompress(body, limit + 1)
+    except zlib.error:
+        raise AwsError("SerializationException", "The request body says Content-Encoding: "
+                       "gzip but is not valid gzip data.") from None
+    if len(data) > limit or decoder.unconsumed_tail:
+        raise _too_large(limit)
+    return data
 
 
 def _too_large(limit: int) -> AwsError:
@@ -317,7 +464,8 @@ def _too_large(limit: int) -> AwsError:
     )
 
 
-def _render_error(protocol: str, error: AwsError, request_id: str, request: Request) -> Response:
+def _render_error(protocol: str, error: AwsError, request_id: str,
+                  request: Request | None) -> Response:
     if isinstance(error, sigv4.AuthFailure):
         codes = {
             "json": jsonproto.AUTH_ERROR_CODES,
@@ -332,6 +480,7 @@ def _render_error(protocol: str, error: AwsError, request_id: str, request: Requ
         return jsonproto.render_error(error, request_id)
     if protocol == "cbor":
         return cborproto.render_error(error, request_id)
+    assert request is not None  # only InvokeEndpoint's fast path passes None (rest-json)
     return restxml.render_s3_error(
         error, request_id, head=request.method == "HEAD", resource=request.url.path
     )

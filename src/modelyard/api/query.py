@@ -49,10 +49,15 @@ def unflatten(shape: Shape | None, form: dict[str, str], prefix: str = "") -> An
             return []
         return items or None
     if kind == "map":
+        # botocore's QuerySerializer: <prefix>[.entry].<n>.<key name>/<value name>, where
+        # the names come from the model (SNS's MessageAttributes use Name and Value).
+        base = prefix if shape.serialization.get("flattened") else f"{prefix}.entry"
+        key_name = shape.key.serialization.get("name", "key")
+        value_name = shape.value.serialization.get("name", "value")
         result, index = {}, 1
-        while f"{prefix}.entry.{index}.key" in form:
-            key = form[f"{prefix}.entry.{index}.key"]
-            result[key] = unflatten(shape.value, form, f"{prefix}.entry.{index}.value")
+        while f"{base}.{index}.{key_name}" in form:
+            key = form[f"{base}.{index}.{key_name}"]
+            result[key] = unflatten(shape.value, form, f"{base}.{index}.{value_name}")
             index += 1
         return result or None
     return form.get(prefix)

@@ -249,7 +249,7 @@ def _compile_pattern(pattern: str) -> re.Pattern[str] | None:
     """Compile a model pattern (Java syntax); approximate what Python's re lacks."""
     for candidate in (pattern, _translate_java_regex(pattern)):
         try:
-            return re.compile(candidate, re.DOTALL)
+            return re.compile(candidate, re.DOTALL | re.ASCII)  # Java: \w, \d, \s are ASCII
         except re.error:
             continue
     log.debug("pattern %r cannot be checked with Python's re; skipping it", pattern)

@@ -17,6 +17,7 @@ import hmac
 from calendar import timegm
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from time import strptime
 from urllib.parse import quote, unquote
 
@@ -302,14 +303,20 @@ def normalize_path(path: str) -> str:
     return normalized
 
 
+@lru_cache(maxsize=64)
 def signing_key(secret: str, date: str, region: str, service: str) -> bytes:
+    """The day's key for one region and service: four HMACs, so derived once and cached
+    (a key is valid for a whole day; a few dozen cover every scope in use)."""
     key = hmac.new(f"AWS4{secret}".encode(), date.encode(), hashlib.sha256).digest()
     for part in (region, service, "aws4_request"):
         key = hmac.new(key, part.encode(), hashlib.sha256).digest()
     return key
 
 
+@lru_cache(maxsize=256)
 def _parse_amz_date(value: str) -> float:
+    # Cached: clients sign with one-second resolution, so concurrent requests share a
+    # timestamp, and strptime costs as much as the rest of a signature check.
     try:
         return float(timegm(strptime(value, "%Y%m%dT%H%M%SZ")))
     except ValueError:

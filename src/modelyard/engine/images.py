@@ -59,6 +59,22 @@ def parse_image(uri: str) -> Image | None:
     return Image(uri=uri, repository=repository, tag=match["tag"] or "latest", framework=framework)
 
 
+# The Model Monitor analyzer (image_uris.retrieve("model-monitor", region)): processing jobs
+# with it run modelyard's analyzer, ``python -m modelyard.monitor.analyzer``.
+MODEL_MONITOR_REPOSITORY = "sagemaker-model-monitor-analyzer"
+MODEL_MONITOR = "model-monitor"
+
+
+def processing_image(uri: str, member: str) -> Image:
+    """The image of a processing job: a framework image, or the Model Monitor analyzer
+    (framework ``model-monitor``), which needs no ContainerEntrypoint."""
+    match = _ECR_IMAGE.match(uri.strip())
+    if match and match["repo"] == MODEL_MONITOR_REPOSITORY:
+        return Image(uri=uri, repository=MODEL_MONITOR_REPOSITORY, tag=match["tag"] or "latest",
+                     framework=MODEL_MONITOR)
+    return require_image(uri, member)
+
+
 def require_image(uri: str, member: str) -> Image:
     image = parse_image(uri)
     if image is None:

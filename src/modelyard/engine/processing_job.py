@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -63,6 +64,8 @@ def _run(platform: "Platform", name: str, job: dict, handle: JobHandle, sandbox:
 
     app = job["AppSpecification"]
     argv = [*app.get("ContainerEntrypoint", []), *app.get("ContainerArguments", [])]
+    if not app.get("ContainerEntrypoint") and _is_analyzer(app["ImageUri"]):
+        argv = [sys.executable, "-m", "modelyard.monitor.analyzer", *argv]
     sink = LogSink(LogStore.for_database(platform.db), LOG_GROUP,
                    f"{name}/algo-1-{int(time.time())}")
     instance_type = job["ProcessingResources"]["ClusterConfig"]["InstanceType"]
@@ -86,12 +89,29 @@ def _run(platform: "Platform", name: str, job: dict, handle: JobHandle, sandbox:
             "ProcessingJob exceeded its MaxRuntimeInSeconds of "
             f"{job['StoppingCondition']['MaxRuntimeInSeconds']} seconds and was stopped."))
     elif outcome.returncode == 0:
-        _finish(platform, name, "Completed")
+        _finish(platform, name, "Completed", **_exit_message(sandbox))
     else:
         failure_file = sandbox.host_path("output/failure")
         text = failure_file.read_text(errors="replace") if failure_file.exists() else None
         reason = outcome.out_of_memory or failure_reason(text, sink.tail(), outcome.returncode)
         _finish(platform, name, "Failed", FailureReason=reason, ExitMessage=reason)
+
+
+def _is_analyzer(image_uri: str) -> bool:
+    """Whether the image is the Model Monitor analyzer (run as modelyard's analyzer)."""
+    from .images import MODEL_MONITOR, processing_image
+
+    return processing_image(image_uri, "AppSpecification.ImageUri").framework == MODEL_MONITOR
+
+
+def _exit_message(sandbox: Sandbox) -> dict[str, str]:
+    """The container's termination message (/opt/ml/output/message) as ExitMessage, e.g.
+    the analyzer's "CompletedWithViolations: Job completed successfully with 3 violations."."""
+    message_file = sandbox.host_path("output/message")
+    if not message_file.is_file():
+        return {}
+    text = message_file.read_text(errors="replace").strip()
+    return {"ExitMessage": text[:1024]} if text else {}
 
 
 def _write_configs(sandbox: Sandbox, job: dict) -> None:

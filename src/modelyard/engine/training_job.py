@@ -88,7 +88,14 @@ def _run(platform: "Platform", name: str, job: dict, handle: JobHandle, sandbox:
                     *builtin_extractors(image.framework, module)],
     )
     metrics = MetricStore(platform.db)
-    sink.on_metrics = lambda points: metrics.append(name, points)
+
+    def on_metrics(points: list[tuple[str, float, float]]) -> None:
+        metrics.append(name, points)
+        # CloudWatch too, as SageMaker publishes them (/aws/sagemaker/TrainingJobs).
+        from ..cloudwatch.metrics import publish_training_metrics
+        publish_training_metrics(platform, name, points)
+
+    sink.on_metrics = on_metrics
     instance_type = job["ResourceConfig"]["InstanceType"]
     env = job_environment(platform.settings, instance_type, {
         "TRAINING_JOB_NAME": name,

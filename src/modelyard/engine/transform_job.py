@@ -108,15 +108,18 @@ def _run(platform: "Platform", name: str, job: dict, handle: JobHandle, sandbox:
         server = ModelServerProcess(sandbox, platform.settings.data_dir, argv, env, sink,
                                     memory.procs_file if memory else None)
         try:
+            # The first file is read and split while the model server loads.
+            first = _read_records(job, inputs / files[0], files[0]) if files else []
             server.wait_ready(handle)
             if handle.stop_requested.is_set():
                 return "Stopped"
             feeder = Feeder(platform, job, server, sink, handle, sandbox.root / "output")
             try:
-                for relative in files:
+                for index, relative in enumerate(files):
                     if handle.stop_requested.is_set():
                         return "Stopped"
-                    feeder.transform_file(inputs / relative, relative)
+                    feeder.transform_file(inputs / relative, relative,
+                                          first if index == 0 else None)
             finally:
                 feeder.pool.shutdown(wait=True, cancel_futures=True)
             if handle.stop_requested.is_set():
@@ -250,6 +253,7 @@ class Feeder:
     def __init__(self, platform: "Platform", job: dict, server: ModelServerProcess,
                  sink: LogSink, handle: JobHandle, out_dir: Path) -> None:
         self.platform = platform
+        self.job = job
         self.out_dir = out_dir
         self.server = server
         self.sink = sink
@@ -258,7 +262,6 @@ class Feeder:
         transform_input = job["TransformInput"]
         transform_output = job["TransformOutput"]
         self.split_type = transform_input.get("SplitType", "None")
-        self.gzip = transform_input.get("CompressionType", "None") == "Gzip"
         self.output = S3Location.parse(transform_output["S3OutputPath"])
         self.assemble_line = transform_output.get("AssembleWith", "None") == "Line"
         self.headers = {"Content-Type": transform_input.get("ContentType") or "application/octet-stream"}
@@ -331,19 +334,18 @@ class Feeder:
                 f"{' '.join(text)[:600] or '(empty body)'}. See the job's log in {LOG_GROUP}.")
         return body
 
-    def transform_file(self, path: Path, relative: str) -> None:
-        data = path.read_bytes()
-        if self.gzip:
-            try:
-                data = gzip.decompress(data)
-            except OSError as error:
-                raise TransformFailed(f"ClientError: {relative} is not gzip data "
-                                      f"(CompressionType Gzip): {error}") from None
-        records = split_records(data, self.split_type)
+    def transform_file(self, path: Path, relative: str,
+                       records: "list[bytes] | TransformFailed | None" = None) -> None:
+        """Feed one file (its records already read by ``_read_records``, or not yet)."""
+        if records is None:
+            records = _read_records(self.job, path, relative)
+        if isinstance(records, TransformFailed):
+            raise records
         self.sink.write(f"modelyard: {relative}: {len(records)} records")
         self.sink.flush()
         try:
-            payload_records = [self.processing.filter_input(r) for r in records]
+            payload_records = records if self.processing.input_filter is None else \
+                [self.processing.filter_input(r) for r in records]
             batches = mini_batches(payload_records, self.max_bytes, self.multi)
         except (FilterError, ValueError) as error:
             raise TransformFailed(f"ClientError: {relative}: InputFilter: {error}") from None
@@ -392,6 +394,20 @@ class Feeder:
         joiner = b"\n" if self.assemble_line or len(lines) > 1 else b""
         text = joiner.join(lines)
         return text + b"\n" if self.assemble_line or self.split_type == "Line" else text
+
+
+def _read_records(job: dict, path: Path, relative: str) -> "list[bytes] | TransformFailed":
+    """A file's records (``CompressionType``, ``SplitType``), or the error that fails the
+    job when the file's turn comes."""
+    transform_input = job["TransformInput"]
+    data = path.read_bytes()
+    if transform_input.get("CompressionType", "None") == "Gzip":
+        try:
+            data = gzip.decompress(data)
+        except OSError as error:
+            return TransformFailed(f"ClientError: {relative} is not gzip data "
+                                   f"(CompressionType Gzip): {error}")
+    return split_records(data, transform_input.get("SplitType", "None"))
 
 
 def _finish(platform: "Platform", name: str, status: str, **fields: Any) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..store.cloudwatch_metrics import CloudWatchMetricStore, MetricDatum
 from ..store.db import Database
@@ -35,18 +35,35 @@ class _Stat:
     total: float = 0.0
     minimum: float = float("inf")
     maximum: float = float("-inf")
+    # Raw values of the latency metrics, for the percentile sketch written with the set.
+    values: list[float] | None = None
+    keep: bool = field(default=False, repr=False)
 
     def add(self, value: float) -> None:
         self.count += 1
         self.total += value
         self.minimum = min(self.minimum, value)
         self.maximum = max(self.maximum, value)
+        if self.keep:
+            if self.values is None:
+                self.values = []
+            self.values.append(value)
+
+    def sketch(self) -> bytes | None:
+        """A KLL sketch of the values (cloudwatch/sketches.py), for p50/p99 statistics."""
+        if not self.values or self.count < 2 or self.minimum == self.maximum:
+            return None
+        import numpy as np
+
+        from ..cloudwatch.sketches import build
+        return build(np.asarray(self.values, dtype=np.float64))
 
 
 # (minute start, endpoint, variant, metric) -> statistic set
 _Key = tuple[float, str, str, str]
 UNITS = {"ModelLatency": "Microseconds", "OverheadLatency": "Microseconds",
          "ModelSetupTime": "Microseconds"}
+SKETCHED = ("ModelLatency", "OverheadLatency")
 
 
 def dimensions(endpoint: str, variant: str) -> dict[str, str]:
@@ -101,7 +118,7 @@ class InvocationMetrics:
         data = [
             MetricDatum(NAMESPACE, metric, tuple(sorted(dimensions(endpoint, variant).items())),
                         minute, stat.count, stat.total, stat.minimum, stat.maximum,
-                        UNITS.get(metric, "Count"))
+                        UNITS.get(metric, "Count"), stat.sketch())
             for (minute, endpoint, variant, metric), stat in taken.items()
         ]
         try:
@@ -115,6 +132,9 @@ class InvocationMetrics:
                     kept.total += stat.total
                     kept.minimum = min(kept.minimum, stat.minimum)
                     kept.maximum = max(kept.maximum, stat.maximum)
+                    if stat.values:
+                        kept.keep = True
+                        kept.values = (kept.values or []) + stat.values
             return 0
         return len(data)
 
@@ -129,7 +149,7 @@ class InvocationMetrics:
         key = (minute, endpoint, variant, metric)
         stat = self._stats.get(key)
         if stat is None:
-            stat = self._stats[key] = _Stat()
+            stat = self._stats[key] = _Stat(keep=metric in SKETCHED)
         stat.add(value)
 
     def _run(self) -> None:

@@ -27,10 +27,10 @@ from __future__ import annotations
 import random
 import re
 import time
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote
 
-from starlette.requests import Request
 from starlette.responses import Response
 
 from ..api.errors import AwsError
@@ -86,22 +86,25 @@ class SageMakerRuntime:
         self.capture.close()
         self.metrics.close()
 
-    async def handle(self, request: Request, body: bytes, request_id: str) -> Response:
-        """Answer one request under ``/endpoints/``; raises AwsError for the gateway."""
+    async def handle(self, method: str, raw_path: str, path: str, headers: Mapping[str, str],
+                     body: bytes, request_id: str) -> Response:
+        """Answer one request under ``/endpoints/``; raises AwsError for the gateway.
+
+        ``raw_path`` is the path as sent (percent-encoded), ``path`` the decoded one (for
+        messages); ``headers`` has lower-case names (a Starlette ``Headers`` or a dict)."""
         started = time.perf_counter()
         if not self._started:
             self._started = True
             self.metrics.start()
-        name, action = _route(request)
+        name, action = _route(method, raw_path, path)
         if action == "async-invocations":
             raise _not_implemented("InvokeEndpointAsync")
         if action == "invocations-response-stream":
             raise _not_implemented("InvokeEndpointWithResponseStream")
-        if action != "invocations" or request.method != "POST":
-            raise AwsError("UnknownOperationException", f"{request.method} {request.url.path} "
+        if action != "invocations" or method != "POST":
+            raise AwsError("UnknownOperationException", f"{method} {path} "
                            "is not a SageMaker Runtime operation; InvokeEndpoint is POST "
                            "/endpoints/{EndpointName}/invocations.")
-        headers = request.headers
         _check_headers(name, headers, len(body))
         endpoint = self._live(name)
         variant = _choose_variant(endpoint, headers.get("x-amzn-sagemaker-target-variant"))
@@ -191,12 +194,12 @@ class SageMakerRuntime:
             return upstream, instance, (time.perf_counter() - model_started) * 1e6
 
 
-def _route(request: Request) -> tuple[str, str]:
-    path = unquote(request.scope.get("raw_path", b"").decode("latin-1") or request.url.path)
+def _route(method: str, raw_path: str, url_path: str) -> tuple[str, str]:
+    path = unquote(raw_path or url_path)
     parts = path.split("/")
     # "", "endpoints", name, action
     if len(parts) != 4 or parts[1] != "endpoints":
-        raise AwsError("UnknownOperationException", f"{request.method} {path} is not a "
+        raise AwsError("UnknownOperationException", f"{method} {path} is not a "
                        "SageMaker Runtime operation; InvokeEndpoint is POST "
                        "/endpoints/{EndpointName}/invocations.")
     return parts[2], parts[3]

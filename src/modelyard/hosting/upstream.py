@@ -33,16 +33,116 @@ class UpstreamResponse:
     body: bytes
 
 
-@dataclass
-class _Connection:
-    reader: asyncio.StreamReader
-    writer: asyncio.StreamWriter
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection to a model server, as a protocol: bytes arrive in
+    ``data_received`` and complete the waiting exchange's future, without the stream
+    reader's extra buffering and one future per ``readuntil`` / ``readexactly``."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.answer: asyncio.Future[tuple[UpstreamResponse, bool]] | None = None
+        self.head: tuple[int, dict[str, str], int] | None = None  # status, headers, body start
+        self.received_any = False
+        self.lost = False
+
+    # -- asyncio.Protocol ---------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        self.received_any = True
+        if self.answer is not None and not self.answer.done():
+            try:
+                self._try_complete(eof=False)
+            except UpstreamUnavailable as error:
+                self.answer.set_exception(error)
+
+    def eof_received(self) -> bool:
+        self._ended()
+        return False  # close the transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._ended(exc)
+
+    # -- the exchange -------------------------------------------------------------------
+
+    @property
+    def usable(self) -> bool:
+        return not self.lost and self.transport is not None and not self.transport.is_closing()
+
+    def send(self, request: bytes) -> asyncio.Future[tuple[UpstreamResponse, bool]]:
+        """Write one request; the future gives (response, whether the connection is reusable)."""
+        if not self.usable:
+            raise UpstreamUnavailable("the model server closed the connection without answering")
+        assert self.transport is not None
+        self.answer = asyncio.get_running_loop().create_future()
+        self.buffer.clear()
+        self.head = None
+        self.received_any = False
+        self.transport.write(request)
+        return self.answer
 
     def close(self) -> None:
+        self.lost = True
+        if self.transport is not None:
+            try:
+                self.transport.close()
+            except RuntimeError:  # the loop is already closed
+                pass
+
+    def _ended(self, exc: Exception | None = None) -> None:
+        self.lost = True
+        answer = self.answer
+        if answer is None or answer.done():
+            return
         try:
-            self.writer.close()
-        except RuntimeError:  # the loop is already closed
-            pass
+            if not self.received_any:
+                raise UpstreamUnavailable("the model server closed the connection without "
+                                          "answering")
+            if not self._try_complete(eof=True):
+                raise UpstreamUnavailable("the connection to the model server failed: "
+                                          f"{exc or 'it closed in the middle of the answer'}")
+        except UpstreamUnavailable as error:
+            answer.set_exception(error)
+
+    def _try_complete(self, *, eof: bool) -> bool:
+        """Resolve the answer if the buffer holds all of it; raises UpstreamUnavailable."""
+        assert self.answer is not None
+        if self.head is None:
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
+                if len(self.buffer) > MAX_HEADER_BYTES * 4:
+                    raise UpstreamUnavailable("the connection to the model server failed: its "
+                                              "response headers are too large")
+                return False
+            status, headers = _parse_head(bytes(self.buffer[:end + 4]))
+            self.head = (status, headers, end + 4)
+        status, headers, start = self.head
+        keep = headers.get("connection", "").lower() != "close"
+        if "chunked" in headers.get("transfer-encoding", "").lower():
+            # Parsed whole once the last chunk can have arrived (it ends in CRLF CRLF).
+            body = _chunked_body(self.buffer, start) if self.buffer.endswith(b"\r\n\r\n") \
+                else None
+            if body is None:
+                return False
+        else:
+            length = headers.get("content-length")
+            if length is not None and length.isdigit():
+                if len(self.buffer) - start < int(length):
+                    return False
+                body = bytes(self.buffer[start:start + int(length)])
+            elif not eof:
+                return False  # no length: the body runs to the end of the connection
+            else:
+                body, keep = bytes(self.buffer[start:]), False
+        self.answer.set_result((UpstreamResponse(status, headers, body), keep and not eof))
+        return True
 
 
 class UpstreamPool:
@@ -51,12 +151,15 @@ class UpstreamPool:
     def __init__(self, max_idle_per_host: int = MAX_IDLE_PER_HOST) -> None:
         self.max_idle = max_idle_per_host
         self._idle: dict[tuple[str, int], deque[_Connection]] = {}
+        self._addresses: dict[str, tuple[str, int]] = {}
 
     async def post(self, url: str, path: str, headers: dict[str, str], body: bytes,
                    timeout: float) -> UpstreamResponse:
         """POST ``body`` to ``url + path``; raises UpstreamUnavailable or TimeoutError."""
-        parts = urlsplit(url)
-        address = (parts.hostname or "127.0.0.1", parts.port or 80)
+        address = self._addresses.get(url)
+        if address is None:
+            parts = urlsplit(url)
+            address = self._addresses[url] = (parts.hostname or "127.0.0.1", parts.port or 80)
         head = [f"POST {path} HTTP/1.1", f"Host: {address[0]}:{address[1]}",
                 f"Content-Length: {len(body)}"]
         head.extend(f"{name}: {value}" for name, value in headers.items())
@@ -83,41 +186,31 @@ class UpstreamPool:
         connections = self._idle.get(address)
         while connections:
             connection = connections.pop()
-            if not connection.reader.at_eof() and not connection.writer.is_closing():
+            if connection.usable:
                 return connection
             connection.close()
         return None
 
     async def _connect(self, address: tuple[str, int]) -> _Connection:
+        loop = asyncio.get_running_loop()
         try:
-            reader, writer = await asyncio.open_connection(*address, limit=MAX_HEADER_BYTES * 4)
+            _, connection = await loop.create_connection(_Connection, *address)
         except OSError as error:
             raise UpstreamUnavailable(f"cannot connect to {address[0]}:{address[1]}: "
                                       f"{error.strerror or error}") from None
-        sock = writer.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return _Connection(reader, writer)
+        return connection
 
     async def _exchange(self, address: tuple[str, int], connection: _Connection,
                         request: bytes) -> UpstreamResponse:
         keep = False
         try:
-            connection.writer.write(request)
-            await connection.writer.drain()
-            try:
-                head = await connection.reader.readuntil(b"\r\n\r\n")
-            except asyncio.IncompleteReadError as error:
-                raise UpstreamUnavailable("the model server closed the connection without "
-                                          "answering") from error
-            status, headers = _parse_head(head)
-            body, keep = await _read_body(connection.reader, headers)
-            return UpstreamResponse(status, headers, body)
-        except (ConnectionError, asyncio.LimitOverrunError, asyncio.IncompleteReadError) as error:
+            response, keep = await connection.send(request)
+            return response
+        except ConnectionError as error:
             raise UpstreamUnavailable(f"the connection to the model server failed: {error}") \
                 from None
         finally:
-            if keep:
+            if keep and connection.usable:
                 idle = self._idle.setdefault(address, deque())
                 if len(idle) < self.max_idle:
                     idle.append(connection)
@@ -144,20 +237,22 @@ def _parse_head(head: bytes) -> tuple[int, dict[str, str]]:
     return int(parts[1]), headers
 
 
-async def _read_body(reader: asyncio.StreamReader, headers: dict[str, str]) -> tuple[bytes, bool]:
-    """The body and whether the connection can be reused."""
-    keep = headers.get("connection", "").lower() != "close"
-    if "chunked" in headers.get("transfer-encoding", "").lower():
-        chunks = []
-        while True:
-            size_line = await reader.readuntil(b"\r\n")
-            size = int(size_line.split(b";", 1)[0].strip() or b"0", 16)
-            if size == 0:
-                await reader.readuntil(b"\r\n")  # no trailers from our servers
-                return b"".join(chunks), keep
-            chunks.append(await reader.readexactly(size))
-            await reader.readexactly(2)
-    length = headers.get("content-length")
-    if length is not None and length.isdigit():
-        return await reader.readexactly(int(length)), keep
-    return await reader.read(), False
+def _chunked_body(buffer: bytearray, start: int) -> bytes | None:
+    """A complete ``Transfer-Encoding: chunked`` body from ``buffer[start:]``, or None
+    while part of it has still to arrive (no trailers: modelyard's servers send none)."""
+    chunks, position = [], start
+    while True:
+        line_end = buffer.find(b"\r\n", position)
+        if line_end < 0:
+            return None
+        try:
+            size = int(bytes(buffer[position:line_end]).split(b";", 1)[0].strip() or b"0", 16)
+        except ValueError:
+            raise UpstreamUnavailable("the model server sent a malformed chunked body") from None
+        position = line_end + 2
+        if size == 0:
+            return b"".join(chunks) if buffer.find(b"\r\n", position) >= 0 else None
+        if len(buffer) < position + size + 2:
+            return None
+        chunks.append(bytes(buffer[position:position + size]))
+        position += size + 2

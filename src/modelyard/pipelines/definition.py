@@ -31,12 +31,10 @@ SUPPORTED_VERSION = "2020-12-01"
 STEP_TYPES = frozenset({
     "Processing", "Training", "Transform", "Tuning", "Model", "CreateModel", "RegisterModel",
     "Condition", "Fail", "Callback", "QualityCheck", "ClarifyCheck", "EndpointConfig",
-    "Endpoint", "InferenceComponent", "Lineage",
+    "Endpoint", "InferenceComponent", "Lineage", "Lambda",
 })
 # Step types that need a service outside SageMaker: refused up front, with what to do instead.
 REFUSED_STEP_TYPES = {
-    "Lambda": "modelyard has no AWS Lambda to invoke; run the code in a Processing step, "
-              "or use a Callback step and answer it with SendPipelineExecutionStepSuccess",
     "EMR": "modelyard has no Amazon EMR cluster; run the job in a Processing step",
     "AutoML": "modelyard does not run Autopilot (AutoML) jobs; search models with a Tuning step",
     "Notebook": "modelyard does not run notebook jobs; run the notebook's code in a "
@@ -65,6 +63,7 @@ PROPERTY_SHAPES = {
 FIXED_PROPERTIES = {
     "Condition": ("Outcome",),
     "Callback": ("OutputParameters",),
+    "Lambda": ("OutputParameters",),
     "Fail": (),
     "QualityCheck": ("CalculatedBaselineConstraints", "CalculatedBaselineStatistics",
                      "BaselineUsedForDriftCheckStatistics", "BaselineUsedForDriftCheckConstraints"),
@@ -72,6 +71,8 @@ FIXED_PROPERTIES = {
 }
 _BRANCH = {"if": "IfSteps", "else": "ElseSteps"}
 _STEP_NAME = re.compile(r"[A-Za-z0-9\-_]{1,64}")  # botocore StepName
+_LAMBDA_ARN = re.compile(r"arn:aws[a-zA-Z-]*:lambda:[a-z0-9-]+:\d{12}:function:[a-zA-Z0-9_-]{1,64}"
+                         r"(:(\$LATEST|[a-zA-Z0-9_-]+))?")
 _DURATION = re.compile(
     r"P?(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(\d+(?:\.\d+)?S)?)?",
     re.IGNORECASE)
@@ -196,6 +197,9 @@ def _collect(raw: Any, branch: tuple[str, str] | None, steps: dict[str, StepSpec
     arguments = raw.get("Arguments", {})
     if not isinstance(arguments, dict):
         raise _step_error(name, "Arguments must be a JSON object.")
+    if kind == "Lambda" and not _LAMBDA_ARN.fullmatch(str(raw.get("FunctionArn"))):
+        raise _step_error(name, f"FunctionArn {json.dumps(raw.get('FunctionArn'))} is not a Lambda "
+                                "function ARN (arn:aws:lambda:<region>:<account>:function:<name>).")
     depends_on = raw.get("DependsOn") or []
     if not isinstance(depends_on, list) or not all(isinstance(item, str) for item in depends_on):
         raise _step_error(name, "DependsOn must be a list of step names.")
@@ -397,11 +401,11 @@ def _check_fixed_property(step: str, ref: Reference, target: StepSpec) -> None:
     if ref.path[0] not in known:
         raise _step_error(step, f"{ref.expression}: a {target.type} step has "
                                 f"{'only ' + ', '.join(known) if known else 'no properties'}.")
-    if target.type == "Callback" and len(ref.path) > 1:
+    if target.type in ("Callback", "Lambda") and len(ref.path) > 1:
         outputs = [str(item.get("OutputName")) for item in target.raw.get("OutputParameters") or []
                    if isinstance(item, dict)]
         if ref.path[1] not in outputs:
-            raise _step_error(step, f"{ref.expression}: callback step {target.name} declares "
+            raise _step_error(step, f"{ref.expression}: {target.type.lower()} step {target.name} declares "
                                     f"OutputParameters {', '.join(outputs) or 'none'}.")
 
 

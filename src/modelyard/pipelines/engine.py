@@ -21,6 +21,7 @@ from . import records
 from .cache import StepCache, cache_key
 from .definition import PipelineDefinition, StepSpec, parse_definition
 from .expressions import ExpressionError, resolve
+from .quality_check import cache_basis
 from .steps import JOB_STEPS, StepResult, check_job, read_property_files, start_step, stop_job
 
 if TYPE_CHECKING:
@@ -215,7 +216,7 @@ class PipelineEngine:
             # A condition resolves its own operands, so Or and Not can short-circuit.
             arguments = spec.arguments if spec.type == "Condition" else resolve(spec.arguments, scope)
             if self._caches(spec):
-                record["_cache_key"] = cache_key(spec.type, resolve(spec.arguments, CacheKeyScope(scope)))
+                record["_cache_key"] = cache_key(spec.type, resolve(cache_basis(spec), CacheKeyScope(scope)))
             hit = self._cached(execution, spec, record.get("_cache_key"), arguments)
             if hit is not None:
                 record.update(hit, StartTime=now, EndTime=now)
@@ -242,7 +243,8 @@ class PipelineEngine:
                 return record
             return self._retry(execution, spec, record)
         job = record.get("_job")
-        if spec.type not in JOB_STEPS or job is None:
+        polled = spec.type in JOB_STEPS or spec.type in ("Lambda", "QualityCheck")
+        if not polled or job is None:
             return record  # a callback waits for the API
         result = check_job(platform, spec, job, record["Metadata"])
         if result.status == "Executing":
@@ -312,7 +314,8 @@ class PipelineEngine:
 
     @staticmethod
     def _caches(spec: StepSpec) -> bool:
-        return spec.cache is not None and spec.cache.enabled and spec.type in JOB_STEPS
+        return spec.cache is not None and spec.cache.enabled and (
+            spec.type in JOB_STEPS or spec.type == "QualityCheck")
 
     def _cached(self, execution: dict, spec: StepSpec, key: str | None, arguments: Any) -> dict | None:
         if key is None:

@@ -4,6 +4,8 @@ Job steps (Processing, Training, Transform) create real jobs through the same ha
 uses, so a step's job is validated, run and listed like any other. The other step types
 finish as they start: a Condition evaluates, a Fail fails, RegisterModel and Model
 create registry entries. A Callback waits for SendPipelineExecutionStep{Success,Failure}.
+A Lambda step invokes its function off the engine's thread and is polled like a job.
+A QualityCheck step runs the Model Monitor analyzer as a processing job (quality_check.py).
 """
 
 from __future__ import annotations
@@ -37,7 +39,6 @@ JOB_STEPS = {
 }
 NOT_YET = {
     "Tuning": "hyperparameter tuning",
-    "QualityCheck": "model monitoring baselines",
     "ClarifyCheck": "SageMaker Clarify",
 }
 
@@ -81,6 +82,14 @@ def start_step(platform: "Platform", spec: "StepSpec", arguments: Any, scope: Sc
         return _register_model(platform, arguments)
     if spec.type in ("Model", "CreateModel"):
         return _create_model(platform, arguments, execution_id, spec.name)
+    if spec.type == "Lambda":
+        from ..lambdas import pipeline_step
+
+        return pipeline_step.start(platform, spec, arguments)
+    if spec.type == "QualityCheck":
+        from . import quality_check
+
+        return quality_check.start(platform, spec, arguments, scope, execution_id)
     if spec.type == "Callback":
         # The API's CallbackToken is ten letters and digits.
         token = "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(10))
@@ -112,6 +121,14 @@ def _start_job(platform: "Platform", spec: "StepSpec", arguments: dict, executio
 
 def check_job(platform: "Platform", spec: "StepSpec", job: dict[str, str],
               metadata: dict[str, Any]) -> StepResult:
+    if job.get("kind") == "Lambda":
+        from ..lambdas import pipeline_step
+
+        return pipeline_step.check(platform, spec, job, metadata)
+    if spec.type == "QualityCheck":
+        from . import quality_check
+
+        return quality_check.check(platform, spec, job, metadata)
     _, kind, _, status_field, _, _ = JOB_STEPS[spec.type]
     resource = platform.resources.get(kind, job["name"])
     if resource is None:

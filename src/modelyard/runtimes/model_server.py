@@ -25,6 +25,8 @@ Other environment: ``MODELYARD_BIND_HOST`` (default 127.0.0.1), ``MODELYARD_MAX_
 (default 100 MiB, batch transform's ceiling; the gateway enforces InvokeEndpoint's 6 MB),
 ``SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT``, ``SAGEMAKER_BATCH`` (batch transform output rules),
 ``SAGEMAKER_SUBMIT_DIRECTORY`` (see ``serving.script_mode`` for where code is looked up).
+In batch transform, ``SAGEMAKER_MAX_CONCURRENT_TRANSFORMS`` > 1 forks that many worker
+processes (at most one per CPU) for handlers that allow it (``invocation_workers``).
 """
 
 from __future__ import annotations
@@ -77,6 +79,24 @@ def load_handler(framework: str, model_dir: Path, code_dir: Path, environ: dict[
         directory = code_directory(environ.get("SAGEMAKER_SUBMIT_DIRECTORY"), model_dir, code_dir)
         return ScriptModeHandler(model_dir, framework, program, directory)
     raise ModelLoadError(f"Unknown framework {framework!r}: choose one of {', '.join(FRAMEWORKS)}.")
+
+
+def invocation_workers(handler: ModelHandler, environ: dict[str, str]) -> int:
+    """Worker processes: in batch transform (``SAGEMAKER_BATCH``), as many as
+    ``SAGEMAKER_MAX_CONCURRENT_TRANSFORMS`` up to this process's CPUs, for a handler that
+    can be forked once loaded; otherwise 1 (one process, requests inline on its event loop:
+    the lowest latency for a real-time endpoint's small requests)."""
+    if not environ.get("SAGEMAKER_BATCH") or not handler.forkable:
+        return 1
+    try:
+        wanted = int(environ.get("SAGEMAKER_MAX_CONCURRENT_TRANSFORMS") or 1)
+    except ValueError:
+        return 1
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return max(1, min(wanted, cpus))
 
 
 def make_app(handler: ModelHandler):
@@ -151,11 +171,21 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     bound_port = sock.getsockname()[1]
     print(f"Model loaded in {time.monotonic() - started:.2f} s", flush=True)
-    serve_forever(make_app(handler), sock, max_body,
-                  on_ready=lambda: print(f"{READY_LINE} http://{host}:{bound_port}", flush=True))
+    workers = invocation_workers(handler, environ)
+    if workers > 1:
+        print(f"Serving /invocations with {workers} worker processes", flush=True)
+    healthy = serve_forever(
+        make_app(handler), sock, max_body,
+        on_ready=lambda: print(f"{READY_LINE} http://{host}:{bound_port}", flush=True),
+        workers=workers)
     print("Model server stopped", flush=True)
-    return 0
+    return 0 if healthy else 1
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Without the interpreter's teardown: with xgboost and pandas loaded it takes 0.3 s or
+    # more, which every endpoint update and transform job would wait for.
+    os._exit(status)

@@ -13,7 +13,8 @@ from typing import Any
 
 from . import (
     cloudwatch_alarms, cloudwatch_metrics, endpoint_configs, endpoints, events, iam,
-    lambda_functions, logs, modelregistry, models, pipelines, processing, s3_operations, sns,
+    lambda_functions, logs, modelregistry, models, monitoring, pipelines, processing,
+    s3_operations, sns,
     sts, training, transform,
 )
 
@@ -23,7 +24,7 @@ OPERATIONS: dict[str, dict[str, Handler]] = {
     "sagemaker": {**modelregistry.OPERATIONS, **models.OPERATIONS, **training.OPERATIONS,
                   **processing.OPERATIONS, **pipelines.OPERATIONS,
                   **endpoint_configs.OPERATIONS, **endpoints.OPERATIONS,
-                  **transform.OPERATIONS},
+                  **transform.OPERATIONS, **monitoring.OPERATIONS},
     "s3": s3_operations.OPERATIONS,
     "logs": logs.OPERATIONS,
     "sts": sts.OPERATIONS,

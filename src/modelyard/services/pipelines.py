@@ -197,15 +197,21 @@ def start_pipeline_execution(ctx: RequestContext, request: dict[str, Any]) -> di
     pipeline = _pipeline(ctx, request["PipelineName"])
     token_name = f"{pipeline.name}/{request['ClientRequestToken']}"
     earlier = ctx.platform.resources.get("PipelineExecutionRequest", token_name)
-    if earlier is not None:  # the same request again: the same execution, as AWS does
+    if earlier is not None and ctx.platform.resources.get_by_arn(
+            earlier.document["PipelineExecutionArn"]) is not None:
+        # The same request again: the same execution, as AWS does.
         return {"PipelineExecutionArn": earlier.document["PipelineExecutionArn"]}
     version_id = request.get("PipelineVersionId", pipeline.document.get("PipelineVersionId", 1))
     text = versions.get_version(ctx.platform, pipeline, version_id)["_definition"]
     definition = parse_definition(text)
     parameters = resolve_parameters(definition, request.get("PipelineParameters"))
     selected = _selected_steps(ctx, pipeline.name, definition, request.get("SelectiveExecutionConfig"))
-    execution_id = _new_execution_id()
-    arn = f"{pipeline.arn}/execution/{execution_id}"
+    if earlier is not None:  # a start cut off before its execution was written: finish it
+        arn = earlier.document["PipelineExecutionArn"]
+        execution_id = records.execution_id_from_arn(arn)
+    else:
+        execution_id = _new_execution_id()
+        arn = f"{pipeline.arn}/execution/{execution_id}"
     now = ctx.now
     document = {
         "PipelineArn": pipeline.arn,
@@ -228,10 +234,21 @@ def start_pipeline_execution(ctx: RequestContext, request: dict[str, Any]) -> di
         "_parameters": parameters,
         "_selected_steps": selected,
     }
-    ctx.platform.resources.create(records.EXECUTION, execution_id, arn, document, now=now,
-                                  status="Executing", parent=pipeline.name)
-    ctx.platform.resources.create("PipelineExecutionRequest", token_name, f"{arn}/request",
-                                  {"PipelineExecutionArn": arn}, now=now)
+    # The token first: a token is claimed once, so one ClientRequestToken (an EventBridge
+    # target's delivery retried after a crash, a client's retry) starts one execution.
+    if earlier is None:
+        try:
+            ctx.platform.resources.create("PipelineExecutionRequest", token_name,
+                                          f"{arn}/request", {"PipelineExecutionArn": arn},
+                                          now=now, already_exists=_TokenTaken)
+        except _TokenTaken:
+            return _execution_of_token(ctx, token_name)
+    try:
+        ctx.platform.resources.create(records.EXECUTION, execution_id, arn, document, now=now,
+                                      status="Executing", parent=pipeline.name,
+                                      already_exists=_TokenTaken)
+    except _TokenTaken:  # a concurrent retry of the same request wrote it
+        return {"PipelineExecutionArn": arn}
     if selected is not None:
         _copy_unselected_steps(ctx, request["SelectiveExecutionConfig"], execution_id, arn, selected)
     ctx.platform.resources.update(
@@ -242,6 +259,18 @@ def start_pipeline_execution(ctx: RequestContext, request: dict[str, Any]) -> di
         LastExecutedPipelineExecutionDisplayName=document["PipelineExecutionDisplayName"]))
     ctx.platform.pipelines.wake()
     return {"PipelineExecutionArn": arn}
+
+
+class _TokenTaken(Exception):
+    """A concurrent StartPipelineExecution with the same ClientRequestToken won."""
+
+
+def _execution_of_token(ctx: RequestContext, token_name: str) -> dict[str, Any]:
+    earlier = ctx.platform.resources.get("PipelineExecutionRequest", token_name)
+    if earlier is None:
+        raise AwsError("ConflictException", "A request with this ClientRequestToken is in "
+                       "progress; retry it.", status=409)
+    return {"PipelineExecutionArn": earlier.document["PipelineExecutionArn"]}
 
 
 def _selected_steps(ctx: RequestContext, pipeline_name: str, definition, config) -> list[str] | None:  # noqa: ANN001

@@ -7,7 +7,7 @@ from typing import Any
 
 from ..api.context import RequestContext
 from ..api.errors import validation_error
-from ..engine.images import require_image
+from ..engine.images import MODEL_MONITOR, processing_image
 from ..engine.processing_job import KIND
 from .common import resource_arn
 from .jobs_common import (
@@ -22,8 +22,8 @@ PROCESSING_ROOT = "/opt/ml/processing/"
 def create_processing_job(ctx: RequestContext, request: dict[str, Any]) -> dict[str, Any]:
     name = request["ProcessingJobName"]
     app = request["AppSpecification"]
-    image = require_image(app["ImageUri"], "AppSpecification.ImageUri")
-    if not app.get("ContainerEntrypoint"):
+    image = processing_image(app["ImageUri"], "AppSpecification.ImageUri")
+    if not app.get("ContainerEntrypoint") and image.framework != MODEL_MONITOR:
         raise validation_error(
             f"AppSpecification.ContainerEntrypoint is required: modelyard runs the command you "
             f"give in the {image.repository} environment (the SDK's processors set it, e.g. "

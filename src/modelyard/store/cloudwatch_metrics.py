@@ -2,8 +2,9 @@
 
 Generic on purpose: the SageMaker Runtime writes its per-minute invocation metrics here
 (namespace ``AWS/SageMaker``), and CloudWatch's ``PutMetricData`` / ``GetMetricStatistics``
-(a later issue) will put and read the same rows. One row is one statistic set
+(``modelyard.cloudwatch``) put and read the same rows. One row is one statistic set
 (SampleCount, Sum, Minimum, Maximum) with a unit; a single value is a set of one sample.
+A set of several raw values may carry a serialized KLL sketch of them, for percentiles.
 Dimensions are stored as canonical JSON (sorted by name), so equal dimension sets compare
 equal as strings.
 """
@@ -53,6 +54,8 @@ class MetricDatum:
     minimum: float
     maximum: float
     unit: str = "None"
+    # A serialized KLL sketch of the set's values (cloudwatch/sketches.py), or None.
+    sketch: bytes | None = None
 
     @classmethod
     def single(cls, namespace: str, metric_name: str, dimensions: Mapping[str, str],
@@ -73,6 +76,9 @@ def _dimensions_text(dimensions: Iterable[tuple[str, str]]) -> str:
     return json.dumps([list(pair) for pair in sorted(dimensions)], separators=(",", ":"))
 
 
+dimensions_text = _dimensions_text  # the stored form, for queries outside this module
+
+
 class CloudWatchMetricStore:
     def __init__(self, database: Database) -> None:
         self.db = database
@@ -82,7 +88,7 @@ class CloudWatchMetricStore:
             {"namespace": d.namespace, "metric_name": d.metric_name,
              "dimensions": _dimensions_text(d.dimensions), "timestamp": d.timestamp,
              "sample_count": d.sample_count, "sum": d.sum, "minimum": d.minimum,
-             "maximum": d.maximum, "unit": d.unit}
+             "maximum": d.maximum, "unit": d.unit, "sketch": d.sketch}
             for d in data
         ]
         if not rows:
@@ -110,6 +116,6 @@ class CloudWatchMetricStore:
             MetricDatum(row.namespace, row.metric_name,
                         tuple((name, value) for name, value in json.loads(row.dimensions)),
                         row.timestamp, row.sample_count, row.sum, row.minimum, row.maximum,
-                        row.unit)
+                        row.unit, row.sketch)
             for row in rows
         ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -94,9 +95,24 @@ class Page:
 _SORTABLE = {"creation_time", "name", "status", "last_modified_time"}
 
 
+# Called after a committed change of a resource's indexed status (and after a create with
+# a status): (kind, old status or None, the resource as written). EventBridge's SageMaker
+# state-change events hang here; a listener must be cheap when it has nothing to do.
+StatusListener = Callable[[str, "str | None", "Resource"], None]
+
+
 class ResourceStore:
     def __init__(self, database: Database) -> None:
         self.db = database
+        self.status_listeners: list[StatusListener] = []
+
+    def _notify(self, kind: str, old_status: str | None, resource: "Resource") -> None:
+        for listener in self.status_listeners:
+            try:
+                listener(kind, old_status, resource)
+            except Exception:  # noqa: BLE001 - a listener never fails the write it follows
+                logging.getLogger("modelyard.resources").exception(
+                    "a status listener failed for %s %s", kind, resource.name)
 
     def create(
         self,
@@ -131,7 +147,10 @@ class ResourceStore:
             raise AwsError(
                 "ResourceInUse", f"{kind} {name} already exists. Choose another name."
             ) from None
-        return Resource(kind, name, arn, status, parent, now, now, document)
+        created = Resource(kind, name, arn, status, parent, now, now, document)
+        if self.status_listeners and status is not None:
+            self._notify(kind, None, created)
+        return created
 
     def get(self, kind: str, name: str) -> Resource | None:
         with self.db.read() as connection:
@@ -185,9 +204,12 @@ class ResourceStore:
                     last_modified_time=now,
                 )
             )
-        return Resource(
+        updated = Resource(
             kind, name, current.arn, status, current.parent, current.creation_time, now, document
         )
+        if self.status_listeners and status != current.status:
+            self._notify(kind, current.status, updated)
+        return updated
 
     def delete(self, kind: str, name: str) -> bool:
         with self.db.write() as connection:

@@ -36,7 +36,14 @@ class HttpError(Exception):
 
 
 class ModelHandler:
-    """One model, loaded; subclasses implement ``invoke``."""
+    """One model, loaded; subclasses implement ``invoke``.
+
+    ``forkable``: the loaded handler may be forked into worker processes (its library keeps
+    no threads or locks across ``fork``), so batch transform's concurrent mini-batches can
+    use several cores (``model_server.invocation_workers``).
+    """
+
+    forkable = False
 
     def __init__(self, model_dir: Path) -> None:
         self.model_dir = model_dir

@@ -15,6 +15,15 @@ anyway; a thread hop per request would only add latency. The price is that ``/pi
 waits behind the requests already queued, which for SageMaker's 2-second ping timeout
 leaves room for any payload the 60-second invocation limit allows in practice.
 
+With ``workers`` > 1 (batch transform's concurrent mini-batches), the process forks that
+many workers after the model is loaded and the socket bound, as the containers' gunicorn
+workers do: parsing and scoring big CSV batches hold the GIL, so threads would not use a
+second core. A worker takes one connection at a time from the shared socket (blocking
+``accept``, so only an idle worker takes one) and answers one request on it with
+``Connection: close``, so requests spread over the workers whatever the client's
+connections. The parent forwards SIGTERM/SIGINT (a worker finishes its request first)
+and waits; a worker that dies takes the others down.
+
 Not supported, on purpose (the only clients are modelyard's gateway and batch-transform
 driver): ``Transfer-Encoding: chunked`` request bodies (411) and HTTP/2.
 """
@@ -22,6 +31,7 @@ driver): ``Transfer-Encoding: chunked`` request bodies (411) and HTTP/2.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import socket
 import sys
@@ -83,9 +93,10 @@ Handler = Callable[[Request], Response]
 class _Connection(asyncio.Protocol):
     """One client connection: buffer bytes, cut requests out, answer each in turn."""
 
-    def __init__(self, handler: Handler, max_body: int) -> None:
+    def __init__(self, handler: Handler, max_body: int, keep_alive: bool = True) -> None:
         self.handler = handler
         self.max_body = max_body
+        self.allow_keep_alive = keep_alive
         self.buffer = bytearray()
         self.transport: asyncio.Transport | None = None
         self.head: tuple[str, str, dict[str, str], bool, int] | None = None  # awaiting its body
@@ -147,6 +158,7 @@ class _Connection(asyncio.Protocol):
                 return False
             connection = headers.get("connection", "").lower()
             keep_alive = connection != "close" if parts[2] == "HTTP/1.1" else connection == "keep-alive"
+            keep_alive = keep_alive and self.allow_keep_alive
             if headers.get("expect", "").lower() == "100-continue" and len(self.buffer) < length:
                 assert self.transport is not None
                 self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -195,10 +207,134 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 def serve_forever(handler: Handler, sock: socket.socket, max_body: int,
-                  on_ready: Callable[[], None] = lambda: None) -> None:
-    """Serve until SIGTERM or SIGINT; requests in progress finish first (they run inline)."""
+                  on_ready: Callable[[], None] = lambda: None, workers: int = 1) -> bool:
+    """Serve until SIGTERM or SIGINT; requests in progress finish first (they run inline).
+    ``workers`` > 1 forks that many worker processes (see the module's docstring).
+    False if a worker failed."""
+    if workers > 1:
+        return _serve_workers(handler, sock, max_body, on_ready, workers)
     try:
         asyncio.run(_serve(handler, sock, max_body, on_ready))
     finally:
         sock.close()
         sys.stdout.flush()
+    return True
+
+
+def _serve_workers(handler: Handler, sock: socket.socket, max_body: int,
+                   on_ready: Callable[[], None], workers: int) -> bool:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    stopping = False
+    live: set[int] = set()
+
+    def stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in live:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    # Blocked while forking, so that a signal reaches either no worker yet or all of them.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+    for _ in range(workers):
+        pid = os.fork()
+        if pid == 0:  # a worker: never returns into the parent's code
+            status = 1
+            try:
+                _worker(handler, sock, max_body)
+                status = 0
+            except BaseException:  # noqa: BLE001 - reported, then the worker exits non-zero
+                traceback.print_exc()
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(status)
+        live.add(pid)
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
+    sock.close()  # the workers hold it
+    on_ready()
+    healthy = True
+    while live:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        if pid not in live:
+            continue  # as PID 1 of a sandbox, orphans are reaped here too
+        live.discard(pid)
+        if not stopping:  # a worker died on its own: take the others down
+            print(f"model server worker {pid} exited unexpectedly (status {status})",
+                  file=sys.stderr, flush=True)
+            healthy = False
+            stop(signal.SIGTERM, None)
+    sys.stdout.flush()
+    return healthy
+
+
+class _StopWorker(Exception):
+    pass
+
+
+class _SocketTransport:
+    """What ``_Connection`` needs of a transport, over a blocking socket."""
+
+    def __init__(self, conn: socket.socket) -> None:
+        self.conn = conn
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.conn.sendall(data)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return self.conn if name == "socket" else default
+
+
+def _worker(handler: Handler, sock: socket.socket, max_body: int) -> None:
+    """Serve connections one at a time, one request each, until SIGTERM (which lets a
+    request in progress finish)."""
+    state = {"accepting": False, "stop": False}
+
+    def on_term(signum: int, frame: object) -> None:
+        state["stop"] = True
+        if state["accepting"]:  # idle: leave now
+            raise _StopWorker
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
+    # A signal landing just before accept() blocks would be missed: wake up now and then.
+    sock.settimeout(1.0)
+    while not state["stop"]:
+        try:
+            state["accepting"] = True
+            if state["stop"]:
+                break
+            conn, _ = sock.accept()
+        except (_StopWorker, TimeoutError):
+            continue
+        finally:
+            state["accepting"] = False
+        with conn:
+            conn.settimeout(None)
+            protocol = _Connection(handler, max_body, keep_alive=False)
+            transport = _SocketTransport(conn)
+            protocol.connection_made(transport)  # type: ignore[arg-type]
+            try:
+                while not transport.closed:
+                    data = conn.recv(1 << 20)
+                    if not data:
+                        break
+                    protocol.data_received(data)
+            except OSError:
+                pass  # the client went away

@@ -33,9 +33,11 @@ number of features) is a 400, "Unable to evaluate payload provided: ...", as in 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +52,32 @@ JSON = "application/json"
 JSONLINES = "application/jsonlines"
 RECORDIO = "application/x-recordio-protobuf"
 ACCEPTS = (JSON, JSONLINES, CSV)
+# text/csv bodies at least this large are parsed by pandas' C reader when they can be
+# (``parse_csv_fast``); smaller ones are parsed in Python, which costs less than importing
+# pandas for them.
+FAST_CSV_MIN_BYTES = 64 * 1024
+_NUMERIC_CSV_BYTES = b"0123456789.,+-eE\n"
+
+
+def import_xgboost() -> Any:
+    """``import xgboost`` without its scikit-learn wrappers.
+
+    ``xgboost.compat`` imports scikit-learn (seconds on a busy machine) just to define
+    ``XGBClassifier``'s base classes; the server needs ``Booster`` only. Hiding sklearn
+    while xgboost loads makes it fall back to its stand-ins, as when sklearn is absent;
+    sklearn stays importable afterwards.
+    """
+    if "xgboost" in sys.modules:
+        return sys.modules["xgboost"]
+    hide = "sklearn" not in sys.modules
+    if hide:
+        sys.modules["sklearn"] = None  # type: ignore[assignment]  # "import sklearn" fails
+    try:
+        import xgboost
+    finally:
+        if hide and sys.modules.get("sklearn", 0) is None:
+            del sys.modules["sklearn"]
+    return xgboost
 
 
 def _model_file(model_dir: Path) -> Path:
@@ -68,6 +96,37 @@ def xgboost_error_text(error: Exception) -> str:
     """An XGBoostError's first line without its timestamp and source location."""
     first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     return re.sub(r"^\[[\d:]+\]\s+\S+:\d+:\s*", "", first)
+
+
+def parse_csv_fast(body: bytes) -> Any:
+    """A large text/csv body of plain numbers as ``parse_csv`` would read it, by pandas' C
+    reader (its converter rounds exactly as Python's ``float``, and the float32 matrix is
+    cast from float64 as ``parse_csv``'s is), or None for ``parse_csv`` to decide: a small
+    body, any character besides digits, signs, points, exponents, commas and newlines
+    (other delimiters, quotes, NaN, CR), an empty field or line, a single column, rows of
+    different widths, or anything pandas refuses."""
+    if len(body) < FAST_CSV_MIN_BYTES:
+        return None
+    data = body.strip()
+    if data.translate(None, _NUMERIC_CSV_BYTES):
+        return None
+    end = data.find(b"\n")
+    first = data if end < 0 else data[:end]
+    if b"," not in first:
+        return None
+    import numpy as np
+    import pandas
+
+    try:
+        matrix = pandas.read_csv(io.BytesIO(data), header=None, dtype=np.float64,
+                                 engine="c").to_numpy()
+    except (ValueError, pandas.errors.ParserError):
+        return None
+    # An empty field reads as NaN (no other field here can), and so does the padding of a
+    # short row; pandas refuses a long row and skips an empty line (the count shows it).
+    if matrix.shape != (data.count(b"\n") + 1, first.count(b",") + 1) or np.isnan(matrix).any():
+        return None
+    return matrix.astype(np.float32)
 
 
 def parse_csv(text: str) -> Any:
@@ -156,8 +215,7 @@ class XGBoostAlgorithmHandler(ModelHandler):
     def __init__(self, model_dir: Path) -> None:
         super().__init__(model_dir)
         path = _model_file(model_dir)
-        import xgboost as xgb
-
+        xgb = import_xgboost()
         self.xgb = xgb
         with path.open("rb") as handle:
             if handle.read(1) == b"\x80":
@@ -177,6 +235,10 @@ class XGBoostAlgorithmHandler(ModelHandler):
         learner = json.loads(self.booster.save_config())["learner"]
         self.objective = learner["objective"]["name"]
         self.num_class = int(learner["learner_model_param"].get("num_class") or 0)
+        if os.environ.get("SAGEMAKER_BATCH"):  # big CSV batches ahead (``parse_csv_fast``)
+            import pandas  # noqa: F401 - loaded once here, not by every worker's first batch
+        # Loading ran no OpenMP region (nthread 1) and started no thread: safe to fork.
+        self.forkable = True
 
     def invoke(self, request: Request) -> Response:
         if not request.body:
@@ -194,7 +256,9 @@ class XGBoostAlgorithmHandler(ModelHandler):
             raise HttpError(406, f"Accept type {accept} is not supported. Please use supported accept "
                                  f"types: {', '.join(ACCEPTS)}.")
         if kind == CSV:
-            data = parse_csv(decode_text(request.body, CSV))
+            data = parse_csv_fast(request.body)
+            if data is None:
+                data = parse_csv(decode_text(request.body, CSV))
         elif kind == JSON:
             data = parse_json(decode_text(request.body, JSON))
         else:
@@ -210,3 +274,4 @@ class XGBoostAlgorithmHandler(ModelHandler):
 
     def execution_parameters(self) -> dict[str, Any]:
         return {"MaxConcurrentTransforms": 1, "BatchStrategy": "MULTI_RECORD", "MaxPayloadInMB": 6}
+
