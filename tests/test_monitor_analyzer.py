@@ -297,3 +297,35 @@ def test_comparison_runs_flag_each_problem_and_clean_data_passes(baseline, sagem
     ages = [f[0] for f, _ in clean if f[0] is not None]
     assert [(p["SampleCount"], p["Minimum"], p["Maximum"]) for p in points] == [
         (len(ages), min(ages), max(ages))]
+
+
+def test_suggest_baseline_reads_parquet(server):
+    """The same profile from a parquet dataset (the SDK has no DatasetFormat.parquet)."""
+    import io
+
+    from sagemaker import get_execution_role
+    from sagemaker.model_monitor import DatasetFormat, DefaultModelMonitor
+
+    session = sdk_session()
+    bucket = session.default_bucket()
+    prefix = f"analyzer-parquet-{int(time.time() * 1000)}"
+    frame = _baseline_frame(seed=3, rows=500)
+    body = io.BytesIO()
+    frame.to_parquet(body, index=False)
+    server.client("s3").put_object(Bucket=bucket, Key=f"{prefix}/train/part-0.parquet",
+                                   Body=body.getvalue())
+    monitor = DefaultModelMonitor(role=get_execution_role(session), instance_count=1,
+                                  instance_type="ml.m5.xlarge", sagemaker_session=session)
+    monitor.suggest_baseline(baseline_dataset=f"s3://{bucket}/{prefix}/train/",
+                             dataset_format={"parquet": {}},  # as the container reads it
+                             output_s3_uri=f"s3://{bucket}/{prefix}/baseline",
+                             wait=True, logs=False)
+    statistics = monitor.baseline_statistics().body_dict
+    assert statistics["dataset"] == {"item_count": 500}
+    features = {f["name"]: f for f in statistics["features"]}
+    assert list(features) == FEATURES
+    income = frame["income"].dropna().to_numpy(dtype=np.float64)
+    stats = features["income"]["numerical_statistics"]
+    assert stats["common"]["num_missing"] == 500 - income.size
+    assert stats["mean"] == pytest.approx(income.mean(), rel=1e-9)
+    assert features["city"]["inferred_type"] == "String"

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .config import DEFAULT_PORT, load_settings
+from .demo_monitoring import monitor_ticket_classifier
 from .demo_serving import serve_ticket_classifier
 from .server import export_lines, running_endpoint
 
@@ -120,6 +121,7 @@ def _run(data_dir: str | None, port: int | None, quiet: Callable[[], None]) -> i
         _train_xgboost_on_breast_cancer(steps, bucket)
         approved = _run_ticket_pipeline(steps, bucket)
         serve_ticket_classifier(steps, bucket, approved, splits["test"])
+        monitor_ticket_classifier(steps, bucket)
         print()
         print(steps.table())
     return 0

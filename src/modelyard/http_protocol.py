@@ -35,7 +35,8 @@ class CoalescingTransport:
             return
         if len(data) >= FLUSH_BYTES:  # large: no copy into a joined buffer
             self.flush()
-            self._transport.write(data)
+            if not self._transport.is_closing():
+                self._transport.write(data)
             return
         if not self._pending:
             self._loop.call_soon(self.flush)
@@ -54,7 +55,8 @@ class CoalescingTransport:
         data = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
         self._pending.clear()
         self._pending_bytes = 0
-        self._transport.write(data)
+        if not self._transport.is_closing():  # the peer is gone: nothing to send it
+            self._transport.write(data)
 
     def get_write_buffer_size(self) -> int:
         return self._pending_bytes + self._transport.get_write_buffer_size()
