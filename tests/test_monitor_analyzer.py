@@ -304,7 +304,7 @@ def test_suggest_baseline_reads_parquet(server):
     import io
 
     from sagemaker import get_execution_role
-    from sagemaker.model_monitor import DatasetFormat, DefaultModelMonitor
+    from sagemaker.model_monitor import DefaultModelMonitor
 
     session = sdk_session()
     bucket = session.default_bucket()

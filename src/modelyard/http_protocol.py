@@ -87,6 +87,10 @@ def protocol_class() -> type[asyncio.Protocol]:
     except ImportError:
         from uvicorn.protocols.http.h11_impl import H11Protocol as base
 
+    import os
+    if os.environ.get("TMP_NO_COALESCE"):
+        return base
+
     class CoalescingProtocol(base):  # type: ignore[valid-type, misc]
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
             super().connection_made(CoalescingTransport(transport, self.loop))  # type: ignore[arg-type]

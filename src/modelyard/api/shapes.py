@@ -115,6 +115,9 @@ def _parse(shape: Shape, value: Any, path: str, errors: _Collector, strings: boo
             errors.add(value, path, "Member must be a list")
             return None
         _check_length(shape, value, len(value), path, errors)
+        numbers = _plain_numbers(shape.member, value)
+        if numbers is not None:
+            return numbers
         items = []
         for index, item in enumerate(value):
             parsed = _parse(shape.member, item, f"{path}.{index + 1}.member", errors, strings)
@@ -134,6 +137,22 @@ def _parse(shape: Shape, value: Any, path: str, errors: _Collector, strings: boo
                 result[parsed_key] = parsed
         return result
     return _parse_scalar(shape, value, path, errors, strings)
+
+
+def _plain_numbers(member: Shape, value: list[Any]) -> list[float] | None:
+    """A list of plain finite numbers for an unbounded double member (PutMetricData's
+    ``Values`` and ``Counts``: up to 150,000 a request), checked in one pass; None when
+    any item needs the general path (and perhaps its error message)."""
+    if member.type_name not in ("double", "float") or "min" in member.metadata \
+            or "max" in member.metadata:
+        return None
+    if not all(type(item) is float or type(item) is int for item in value):
+        return None
+    try:
+        numbers = [float(item) for item in value]
+    except OverflowError:
+        return None
+    return numbers if all(map(math.isfinite, numbers)) else None
 
 
 def _parse_scalar(shape: Shape, value: Any, path: str, errors: _Collector, strings: bool) -> Any:
