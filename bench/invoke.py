@@ -24,20 +24,21 @@ development machine they swing by 2x and more with other engineers' tests.
 Measured 2026-12-01 (``--seconds 3``), before the serving fast path (h11, load 0.2):
 p50 overhead +1.18 ms at concurrency 1; at 16: 1,641 req/s, p99 15.7 ms; server CPU per
 call 0.89 ms (concurrency 1) / 0.60 ms (16). After it (the InvokeEndpoint fast path past
-Starlette, cached SigV4 signing key and date, a protocol-based upstream pool, one write
-per response), with other tests running:
+Starlette, cached SigV4 signing key and date, a protocol-based upstream pool), with other
+engineers' tests running (these runs also had a write-coalescing transport, since removed:
+interleaved runs with and without it showed no difference):
 
     parser      load   p50 overhead (conc 1)   req/s at 16   p99 at 16   CPU/call at 16
-    httptools   1.8    +0.53 ms                1,351         26.6 ms     0.45 ms
+    httptools   1.1    +0.60 ms                1,432         28.1 ms     0.46 ms
     httptools   3.5    +0.53 ms                1,679         20.8 ms     0.36 ms
-    h11         2.7    +0.95 ms                  414         75.3 ms     0.95 ms
+    h11         1.8    +1.00 ms                1,026         36.4 ms     0.79 ms
     h11         3.5    +0.96 ms                1,047         46.4 ms     0.56 ms
 
 With httptools on an idle machine (load 0.5, before the code changes) it was +0.72 ms and
-2,182 req/s, p99 10.8 ms at 16. The p50 target (<= 1 ms) is met; p99 <= 10 ms at 16 was
-not shown: at 16 the gateway is CPU-bound (one event loop; ~0.1 ms of the ~0.4 ms per call
-is modelyard's own code, the rest uvicorn, asyncio and loopback socket calls), and its
-tail follows whatever else runs on the two cores.
+2,182 req/s, p99 10.8 ms at 16. The p50 target (<= 1 ms) is met with httptools and at
+the edge with h11. p99 <= 10 ms at 16 was not shown: at 16 the gateway is CPU-bound (one
+event loop; ~0.1 ms of its ~0.4 ms per call is modelyard's own code, the rest uvicorn,
+asyncio and loopback socket calls), and its tail follows whatever else runs on the cores.
 """
 
 from __future__ import annotations

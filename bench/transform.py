@@ -12,7 +12,8 @@ the issue's target is a ratio >= 0.7.
 
 Measured 2026-12-01, 200,000 rows x 30 features, 2-core machine: before the serving
 changes (load 0.2) 7.18 s whole (ratio 0.20), 4.27 s steady (0.34), against 1.45 s for the
-library; after them (load 1.9) 3.20 s whole (0.48), 1.61 s steady (0.95), against 1.53 s.
+library; after them 3.20 s whole (0.48), 1.61 s steady (0.95) against 1.53 s (load 1.9),
+and 2.66 s (0.47), 1.38 s (0.90) against 1.24 s (load 1.3).
 What changed: the model server parses large plain-number CSV with pandas' C reader (it was
 a Python split, ~75% of the time), imports xgboost without scikit-learn (3-5 s less start-up
 on a busy machine), skips the interpreter's teardown on exit, and forks one worker process

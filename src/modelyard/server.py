@@ -15,7 +15,6 @@ import uvicorn
 
 from .app import build_app
 from .config import Settings
-from .http_protocol import protocol_class
 from .platform import Platform
 
 log = logging.getLogger("modelyard")
@@ -89,7 +88,6 @@ def run_server(settings: Settings, *, log_level: str = "info") -> None:
     platform = Platform.open(settings)
     config = uvicorn.Config(
         build_app(platform),
-        http=protocol_class(),  # httptools if installed, each response in one write
         host=settings.host,
         port=settings.port,
         log_level=log_level,
