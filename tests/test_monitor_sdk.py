@@ -4,6 +4,7 @@ traffic, the SDK's readers of the results, CloudWatch metrics and an alarm, Stop
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -246,8 +247,9 @@ def test_a_one_time_schedule_and_bad_input(env, tmp_path):
 
 
 def test_a_batch_transform_input_is_monitored(env, tmp_path):
-    """BatchTransformInput: the captured inputs under <destination>/input/yyyy/mm/dd/hh
-    (modelyard's transform jobs do not capture yet, so the test writes them)."""
+    """BatchTransformInput: a capture manifest under <destination>/input/yyyy/mm/dd/hh naming
+    the transform's input objects, as a transform job with a DataCaptureConfig writes it
+    (written here; tests/test_monitor_batch_capture.py has a real transform job do it)."""
     import sagemaker
     from sagemaker.model_monitor import (
         BatchTransformInput, CronExpressionGenerator, DatasetFormat, DefaultModelMonitor,
@@ -267,8 +269,10 @@ def test_a_batch_transform_input_is_monitored(env, tmp_path):
                              logs=False)
     hour = time.strftime("%Y/%m/%d/%H", time.gmtime(clock.now() - HOUR))
     drifted = traffic(np.random.default_rng(5), shift=15.0)[["amount", "channel"]]
-    s3.put_object(Bucket=bucket, Key=f"batch-capture/input/{hour}/part-0.csv",
+    s3.put_object(Bucket=bucket, Key="batch-data/part-0.csv",
                   Body=drifted.to_csv(index=False, header=False).encode())
+    s3.put_object(Bucket=bucket, Key=f"batch-capture/input/{hour}/manifest-0.json",
+                  Body=json.dumps([{"prefix": f"s3://{bucket}/batch-data/"}, "part-0.csv"]))
     monitor.create_monitoring_schedule(
         monitor_schedule_name="sdk-batch",
         batch_transform_input=BatchTransformInput(

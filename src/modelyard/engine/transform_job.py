@@ -34,6 +34,7 @@ from .images import parse_image
 from .job_process import LogSink, job_environment
 from .job_records import update_job
 from .sandbox import Sandbox, SandboxUnavailable, start_in_sandbox, terminate
+from .transform_capture import add_inference_ids, output_format, write_manifests
 from .transform_data import DataProcessing, FilterError, mini_batches, split_output, split_records
 
 if TYPE_CHECKING:
@@ -114,6 +115,10 @@ def _run(platform: "Platform", name: str, job: dict, handle: JobHandle, sandbox:
             if handle.stop_requested.is_set():
                 return "Stopped"
             feeder = Feeder(platform, job, server, sink, handle, sandbox.root / "output")
+            capture = job.get("DataCaptureConfig")
+            started = _start_time(platform, name) if capture else 0.0
+            if capture and capture.get("GenerateInferenceId"):
+                feeder.inference_ids = (output_format(job), started)
             try:
                 for index, relative in enumerate(files):
                     if handle.stop_requested.is_set():
@@ -124,6 +129,9 @@ def _run(platform: "Platform", name: str, job: dict, handle: JobHandle, sandbox:
                 feeder.pool.shutdown(wait=True, cancel_futures=True)
             if handle.stop_requested.is_set():
                 return "Stopped"
+            if capture:
+                for uri in write_manifests(platform, job, files, started):
+                    sink.write(f"modelyard: captured {uri}")
             return "Completed"
         finally:
             server.stop()
@@ -259,6 +267,7 @@ class Feeder:
         self.sink = sink
         self.handle = handle
         self.processing = DataProcessing.from_job(job)
+        self.inference_ids: tuple[str, float] | None = None  # (format, start) to tag outputs
         transform_input = job["TransformInput"]
         transform_output = job["TransformOutput"]
         self.split_type = transform_input.get("SplitType", "None")
@@ -371,6 +380,8 @@ class Feeder:
                     self.sink.flush()
                     flushed = time.monotonic()
                 out.write(self._assemble(records, batch, body, relative))
+        if self.inference_ids is not None:
+            add_inference_ids(out_path, *self.inference_ids)
         target = self.output.child(relative + ".out")
         self.platform.objects.put_file(target.bucket, target.key, out_path,
                                        now=self.platform.clock.now())
@@ -421,6 +432,12 @@ def _finish(platform: "Platform", name: str, status: str, **fields: Any) -> None
 
     update_job(platform, KIND, name, change, status_field="TransformJobStatus")
     log.info("transform job %s %s", name, status)
+
+
+def _start_time(platform: "Platform", name: str) -> float:
+    resource = platform.resources.get(KIND, name)
+    started = resource.document.get("TransformStartTime") if resource else None
+    return float(started) if started is not None else platform.clock.now()
 
 
 def _shorten(text: str, limit: int = 1024) -> str:

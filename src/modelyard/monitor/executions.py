@@ -6,7 +6,9 @@ Its life: ``Pending`` when the scheduler records it, then ``start`` resolves the
 captured data and creates the processing job through ``dispatch.call`` (the job is named
 ``model-monitoring-<yyyymmddHHMM>-<8 hex>``, reads each captured hour prefix of the window
 under ``/opt/ml/processing/input/endpoint/<endpoint>/<variant>/yyyy/mm/dd/hh``, the baseline
-files under ``/opt/ml/processing/baseline/{stats,constraints}``, and writes to
+files under ``/opt/ml/processing/baseline/{stats,constraints}`` (a BatchTransformInput
+instead mounts the objects named by each capture manifest of the window, see
+``_batch_inputs``), and writes to
 ``<S3Output>/<endpoint>/<schedule>/yyyy/mm/dd/hh`` of the scheduled hour), so it turns
 ``InProgress``; ``sync`` then follows the job: ``Completed``, ``CompletedWithViolations``
 (the job completed with an ExitMessage starting so), ``Failed`` with the job's reason, or
@@ -236,9 +238,9 @@ def processing_request(platform: "Platform", spec: JobSpec,
 
 
 def _input(name: str, uri: str, local_path: str, mode: str = "File",
-           distribution: str = "FullyReplicated") -> dict[str, Any]:
+           distribution: str = "FullyReplicated", data_type: str = "S3Prefix") -> dict[str, Any]:
     return {"InputName": name, "AppManaged": False, "S3Input": {
-        "S3Uri": uri, "LocalPath": local_path, "S3DataType": "S3Prefix", "S3InputMode": mode,
+        "S3Uri": uri, "LocalPath": local_path, "S3DataType": data_type, "S3InputMode": mode,
         "S3DataDistributionType": distribution}}
 
 
@@ -312,20 +314,58 @@ def _capture_inputs(platform: "Platform", endpoint_input: dict[str, Any], endpoi
 
 def _batch_inputs(platform: "Platform", batch: dict[str, Any], start: float, end: float,
                   kind: str) -> list[dict[str, Any]]:
-    """A transform job's captured data, ``<destination>/<kind>/yyyy/mm/dd/hh`` per hour:
-    the inputs (features) for data quality, the outputs (predictions) for model quality."""
+    """A transform job's captured data: the manifests its jobs wrote under
+    ``<destination>/<kind>/yyyy/mm/dd/hh/`` (engine/transform_capture.py), for each hour
+    of the window, each one a ManifestFile input whose objects land under
+    ``<BATCH_ROOT>/<kind>/<hour>/<manifest name>/``: the job inputs (features) for data
+    quality, its outputs (predictions, with inference ids) for model quality."""
     destination = batch["DataCapturedDestinationS3Uri"].rstrip("/")
     inputs = []
     for hour in _hours(start, end):
-        uri = f"{destination}/{kind}/{hour}"
-        if _has_objects(platform, uri):
+        for uri in _manifests(platform, f"{destination}/{kind}/{hour}"):
+            stem = posixpath.splitext(posixpath.basename(uri))[0]
             inputs.append(_input(
-                f"input_{len(inputs) + 1}", uri, f"{BATCH_ROOT}/{kind}/{hour}",
+                f"input_{len(inputs) + 1}", uri, f"{BATCH_ROOT}/{kind}/{hour}/{stem}",
                 batch.get("S3InputMode", "File"),
-                batch.get("S3DataDistributionType", "FullyReplicated")))
+                batch.get("S3DataDistributionType", "FullyReplicated"), "ManifestFile"))
     if not inputs:
         raise MonitoringInputError(NO_DATA)
     return inputs
+
+
+def _manifests(platform: "Platform", uri: str) -> list[str]:
+    """The capture manifests under an hour prefix that name at least one object;
+    MonitoringInputError for an object there that is not a manifest."""
+    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    found, after = [], None
+    while True:
+        try:
+            page = platform.objects.list_objects(bucket, prefix=prefix.rstrip("/") + "/",
+                                                 after=after, max_keys=1000)
+        except AwsError:
+            return found
+        for item in page.contents:
+            if item.key.endswith("/"):
+                continue
+            manifest_uri = f"s3://{bucket}/{item.key}"
+            try:
+                reader = platform.objects.open_object(bucket, item.key)
+                manifest = json.loads(b"".join(reader.iter_chunks()))
+                valid = isinstance(manifest, list) and bool(manifest) and \
+                    str(manifest[0]["prefix"]).startswith("s3://")
+            except (ValueError, KeyError, TypeError, AwsError):
+                valid = False
+            if not valid:
+                raise MonitoringInputError(
+                    f"{manifest_uri} is not a batch transform capture manifest (a JSON array "
+                    '[{"prefix": "s3://bucket/prefix/"}, "relative/key", ...]). Only '
+                    "transform jobs with a DataCaptureConfig should write under the "
+                    "BatchTransformInput's DataCapturedDestinationS3Uri.")
+            if len(manifest) > 1:
+                found.append(manifest_uri)
+        if not page.is_truncated:
+            return found
+        after = page.next_marker
 
 
 def _container_format(dataset_format: dict[str, Any] | None) -> dict[str, Any]:

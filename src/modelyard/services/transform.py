@@ -40,6 +40,9 @@ def create_transform_job(ctx: RequestContext, request: dict[str, Any]) -> dict[s
     require_single_instance(resources["InstanceCount"], "TransformResources.InstanceCount")
     _check_input(request["TransformInput"])
     require_s3_uri(request["TransformOutput"]["S3OutputPath"], "TransformOutput.S3OutputPath")
+    if request.get("DataCaptureConfig") is not None:  # engine/transform_capture.py
+        require_s3_uri(request["DataCaptureConfig"]["DestinationS3Uri"],
+                       "DataCaptureConfig.DestinationS3Uri")
     payload = request.get("MaxPayloadInMB")
     if payload is not None and not 0 <= payload <= MAX_PAYLOAD_MB:
         raise validation_error(f"MaxPayloadInMB {payload} must be between 0 and {MAX_PAYLOAD_MB}.")
