@@ -14,7 +14,7 @@ from typing import Any
 from . import (
     cloudwatch_alarms, cloudwatch_metrics, endpoint_configs, endpoints, events, iam,
     lambda_functions, logs, modelregistry, models, monitoring, pipelines, processing,
-    s3_operations, sns,
+    s3_operations, search, sns,
     sts, training, transform,
 )
 
@@ -24,7 +24,8 @@ OPERATIONS: dict[str, dict[str, Handler]] = {
     "sagemaker": {**modelregistry.OPERATIONS, **models.OPERATIONS, **training.OPERATIONS,
                   **processing.OPERATIONS, **pipelines.OPERATIONS,
                   **endpoint_configs.OPERATIONS, **endpoints.OPERATIONS,
-                  **transform.OPERATIONS, **monitoring.OPERATIONS},
+                  **transform.OPERATIONS, **monitoring.OPERATIONS,
+                  **search.OPERATIONS},
     "s3": s3_operations.OPERATIONS,
     "logs": logs.OPERATIONS,
     "sts": sts.OPERATIONS,

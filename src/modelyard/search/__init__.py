@@ -1,0 +1,1 @@
+"""SageMaker Search: expressions compiled against botocore's record shapes, evaluated in Python."""
