@@ -22,6 +22,8 @@ import uuid
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
+from .monitor.executions import CAPTURE_FORMAT
+
 if TYPE_CHECKING:
     from .demo import Steps
 
@@ -37,8 +39,6 @@ FEATURE = "predicted_category"
 TRANSFORM_INPUT = "demo/transform/in/test.jsonl"
 TRANSFORM_OUTPUT = "demo/transform/out/test.jsonl.out"
 CONTAINER = "/opt/ml/processing"
-CAPTURE_FORMAT = {"sagemakerCaptureJson": {"captureIndexNames": ["endpointInput",
-                                                                  "endpointOutput"]}}
 ISO = "%Y-%m-%dT%H:%M:%SZ"
 
 

@@ -8,7 +8,7 @@ the output shape the same way. CloudWatch is "query compatible": errors also car
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import timezone
 from typing import Any
 
 import cbor2
@@ -17,7 +17,7 @@ from starlette.responses import Response
 
 from .errors import AwsError
 from .jsonproto import check_nesting
-from .shapes import parse_timestamp
+from .shapes import shape_output
 
 CONTENT_TYPE = "application/cbor"
 
@@ -48,36 +48,10 @@ def read_body(body: bytes) -> dict[str, Any]:
     return value
 
 
-def shape_output(shape: Shape | None, value: Any) -> Any:
-    """Keep modelled members; timestamps as datetimes (tag 1), blobs as bytes."""
-    if shape is None or value is None:
-        return None
-    kind = shape.type_name
-    if kind == "structure":
-        return {name: shape_output(member, value[name])
-                for name, member in shape.members.items()
-                if name in value and value[name] is not None}
-    if kind == "list":
-        return [shape_output(shape.member, item) for item in value]
-    if kind == "map":
-        return {key: shape_output(shape.value, item) for key, item in value.items()}
-    if kind == "timestamp":
-        epoch = parse_timestamp(value)
-        return None if epoch is None else datetime.fromtimestamp(epoch, tz=timezone.utc)
-    if kind == "blob":
-        return value.encode() if isinstance(value, str) else bytes(value)
-    if kind in ("integer", "long"):
-        return int(value)
-    if kind in ("float", "double"):
-        return float(value)
-    if kind == "boolean":
-        return bool(value)
-    return value
-
-
 def render_result(output_shape: Shape | None, result: dict[str, Any] | None,
                   request_id: str) -> Response:
-    shaped = shape_output(output_shape, result or {}) if output_shape is not None else {}
+    shaped = (shape_output(output_shape, result or {}, timestamps="cbor")
+              if output_shape is not None else {})
     return Response(
         cbor2.dumps(shaped or {}, datetime_as_timestamp=True, timezone=timezone.utc),
         media_type=CONTENT_TYPE,

@@ -316,7 +316,8 @@ def _abbreviate(value: Any) -> str:
 def shape_output(shape: Shape | None, value: Any, *, timestamps: str = "epoch") -> Any:
     """Keep only modelled members and convert values for a JSON wire format.
 
-    ``timestamps`` is "epoch" (JSON protocols) or "iso8601" (query, XML, REST headers).
+    ``timestamps`` is "epoch" (JSON protocols), "iso8601" (query, XML, REST headers) or
+    "cbor" (RPC v2 CBOR: timestamps as datetimes, which CBOR tags 1, and blobs as raw bytes).
     """
     if shape is None or value is None:
         return None
@@ -340,10 +341,12 @@ def shape_output(shape: Shape | None, value: Any, *, timestamps: str = "epoch") 
         epoch = parse_timestamp(value)
         if timestamps == "epoch":
             return epoch
+        if timestamps == "cbor":
+            return None if epoch is None else datetime.fromtimestamp(epoch, tz=timezone.utc)
         return format_iso8601(epoch)
     if kind == "blob":
         data = value.encode() if isinstance(value, str) else bytes(value)
-        return base64.b64encode(data).decode()
+        return data if timestamps == "cbor" else base64.b64encode(data).decode()
     if kind in ("integer", "long"):
         return int(value)
     if kind in ("float", "double"):

@@ -77,7 +77,7 @@ def _prefix_entries(objects: ObjectStore, location: S3Location) -> list[tuple[S3
     # else relative to the prefix's parent (s3://b/data/train matches data/train-2/x).
     parent = prefix if prefix.endswith("/") or not prefix else posixpath.dirname(prefix)
     entries = []
-    for key in _all_keys(objects, location.bucket, prefix):
+    for key in all_keys(objects, location.bucket, prefix):
         if key.endswith("/"):
             continue  # a "folder" marker object
         if key == prefix:
@@ -107,7 +107,8 @@ def _manifest_entries(objects: ObjectStore, location: S3Location) -> list[tuple[
     ]
 
 
-def _all_keys(objects: ObjectStore, bucket: str, prefix: str) -> list[str]:
+def all_keys(objects: ObjectStore, bucket: str, prefix: str) -> list[str]:
+    """Every key under ``prefix``, page by page; JobDataError when the bucket is unreadable."""
     keys, after = [], None
     while True:
         try:

@@ -22,14 +22,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..store.outbox import Delivery, Outbox
+from .polling import PollingLoop
 
 if TYPE_CHECKING:
     from ..platform import Platform
 
 log = logging.getLogger("modelyard.deliveries")
 
-# How often the worker looks at the clock when nothing wakes it: an injected clock may
-# jump, and a retry may come due, without anyone calling wake().
+# How often the worker looks at the clock when nothing wakes it (a retry comes due).
 POLL_SECONDS = 0.25
 # Finished deliveries are kept this long (seconds) for `modelyard outbox` and tests.
 KEEP_FINISHED_SECONDS = 7 * 24 * 3600
@@ -46,16 +46,18 @@ class DeliveryKind:
     backoff: Sequence[float]
 
 
-class Deliveries:
+class Deliveries(PollingLoop):
+    thread_name = "modelyard-deliveries"
+    poll_seconds = POLL_SECONDS
+    log = log
+
     def __init__(self, platform: "Platform", threads: int = 4) -> None:
-        self.platform = platform
+        super().__init__(platform)
         self.outbox = Outbox(platform.db)
         self.kinds: dict[str, DeliveryKind] = {}
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="modelyard-delivery")
         self._slots = threading.Semaphore(threads)
-        self._wake = threading.Event()
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._last_purge = 0.0
 
     def register(self, kind: str, handler: Callable[["Platform", Delivery], None], *,
                  attempts: int = 3, backoff: Sequence[float] = (1.0, 10.0)) -> None:
@@ -70,41 +72,25 @@ class Deliveries:
         self.wake()
         return added
 
-    def wake(self) -> None:
-        self._wake.set()
-
     def start(self) -> None:
         released = self.outbox.release_running(self.platform.clock.now())
         if released:
             log.info("re-running %d deliveries a stopped server had started", released)
-        self._thread = threading.Thread(target=self._run, name="modelyard-deliveries",
-                                        daemon=True)
-        self._thread.start()
+        super().start()
 
     def stop(self) -> None:
-        self._stopping.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        super().stop()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
-    def _run(self) -> None:
-        last_purge = 0.0
-        while not self._stopping.is_set():
-            self._wake.wait(POLL_SECONDS)
-            self._wake.clear()
-            try:
-                now = self.platform.clock.now()
-                self._dispatch_due(now)
-                if now - last_purge > 3600:
-                    last_purge = now
-                    self.outbox.purge_finished(now - KEEP_FINISHED_SECONDS)
-            except Exception:  # noqa: BLE001 - a broken database must not end the loop
-                log.exception("the delivery worker hit an error; retrying")
+    def check(self, now: float) -> None:
+        self._dispatch_due(now)
+        if now - self._last_purge > 3600:
+            self._last_purge = now
+            self.outbox.purge_finished(now - KEEP_FINISHED_SECONDS)
 
     def _dispatch_due(self, now: float) -> None:
         kinds = set(self.kinds)
-        while kinds and not self._stopping.is_set():
+        while kinds and not self.stopping:
             free = 0
             while self._slots.acquire(blocking=False):
                 free += 1
@@ -136,4 +122,4 @@ class Deliveries:
             self.outbox.finish(delivery.id, self.platform.clock.now())
         finally:
             self._slots.release()
-            self._wake.set()
+            self.wake()

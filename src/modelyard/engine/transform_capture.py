@@ -19,8 +19,7 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..api.errors import AwsError
-from .channels import JobDataError, S3Location
+from .channels import S3Location, all_keys
 
 if TYPE_CHECKING:
     from ..platform import Platform
@@ -91,23 +90,9 @@ def _input_manifest(platform: "Platform", uri: str, data_type: str) -> list[Any]
         reader = platform.objects.open_object(location.bucket, location.key)
         return list(json.loads(b"".join(reader.iter_chunks())))
     prefix = location.key
-    keys = [key for key in _keys(platform, location.bucket, prefix) if not key.endswith("/")]
+    keys = [key for key in all_keys(platform.objects, location.bucket, prefix) if not key.endswith("/")]
     if prefix and not prefix.endswith("/") and all(k.startswith(prefix + "/") for k in keys):
         prefix += "/"
     base = prefix if prefix.endswith("/") or not prefix else posixpath.dirname(prefix)
     base = base if not base or base.endswith("/") else base + "/"
     return [{"prefix": f"s3://{location.bucket}/{base}"}, *[key[len(base):] for key in keys]]
-
-
-def _keys(platform: "Platform", bucket: str, prefix: str) -> list[str]:
-    keys, after = [], None
-    while True:
-        try:
-            page = platform.objects.list_objects(bucket, prefix=prefix, after=after,
-                                                 max_keys=1000)
-        except AwsError as error:
-            raise JobDataError(f"Cannot list s3://{bucket}/{prefix}: {error.message}") from None
-        keys += [item.key for item in page.contents]
-        if not page.is_truncated:
-            return keys
-        after = page.next_marker

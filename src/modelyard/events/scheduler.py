@@ -13,18 +13,17 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, select, update
 
+from ..engine.polling import PollingLoop
 from ..store.resources import resources_table
 from .bus import enqueue_targets, make_event
 from .rules import KIND, CachedRule, cached, rule_cache
 from .schedule import Schedule
 
 if TYPE_CHECKING:
-    from ..platform import Platform
     from ..store.resources import Resource
 
 log = logging.getLogger("modelyard.events")
@@ -36,28 +35,10 @@ def first_fire(schedule: Schedule, now: float) -> tuple[float | None, float]:
     return schedule.next_after(now, now), now
 
 
-class Scheduler:
-    def __init__(self, platform: "Platform") -> None:
-        self.platform = platform
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="modelyard-event-schedules",
-                                        daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def _run(self) -> None:
-        while not self._stopping.wait(POLL_SECONDS):
-            try:
-                self.check(self.platform.clock.now())
-            except Exception:  # noqa: BLE001 - a broken database must not end the loop
-                log.exception("the event scheduler hit an error; retrying")
+class Scheduler(PollingLoop):
+    thread_name = "modelyard-event-schedules"
+    poll_seconds = POLL_SECONDS
+    log = log
 
     def check(self, now: float) -> int:
         """Fire every due rule once; how many fired."""

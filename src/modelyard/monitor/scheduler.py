@@ -18,10 +18,10 @@ server neither loses nor repeats an execution.
 from __future__ import annotations
 
 import logging
-import threading
 from typing import TYPE_CHECKING, Any
 
 from ..api.errors import AwsError
+from ..engine.polling import PollingLoop
 from ..store.resources import ListQuery
 from . import executions
 from .schedules import (
@@ -36,38 +36,11 @@ log = logging.getLogger("modelyard.monitor")
 POLL_SECONDS = 0.3
 
 
-class MonitorScheduler:
-    def __init__(self, platform: "Platform") -> None:
-        self.platform = platform
-        self._stopping = threading.Event()
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="modelyard-monitor-schedules",
-                                        daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stopping.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-
-    def wake(self) -> None:
-        """Look now rather than at the next poll (a schedule was created or changed)."""
-        self._wake.set()
-
-    def _run(self) -> None:
-        while not self._stopping.is_set():
-            self._wake.wait(POLL_SECONDS)
-            self._wake.clear()
-            if self._stopping.is_set():
-                return
-            try:
-                self.check(self.platform.clock.now())
-            except Exception:  # noqa: BLE001 - a broken database must not end the loop
-                log.exception("the monitoring scheduler hit an error; retrying")
+class MonitorScheduler(PollingLoop):
+    thread_name = "modelyard-monitor-schedules"
+    poll_seconds = POLL_SECONDS
+    stop_timeout = 10.0
+    log = log
 
     def check(self, now: float) -> None:
         """One pass: activate, fire and follow."""
