@@ -6,7 +6,7 @@ import logging
 import os
 from dataclasses import dataclass
 
-from . import cloudwatch, events, lambdas, monitor, sns
+from . import autoscaling, cloudwatch, events, lambdas, monitor, sns, tuning
 from .config import Settings
 from .engine import processing_job, training_job, transform_job
 from .engine.clock import Clock, clock_from_environment
@@ -78,7 +78,7 @@ class Platform:
 
 
 # The automation services around SageMaker, each with start(platform) and stop(platform).
-_COMPONENTS = (cloudwatch, sns, events, lambdas, monitor)
+_COMPONENTS = (cloudwatch, sns, events, lambdas, monitor, autoscaling, tuning)
 
 JOB_KINDS = {
     training_job.KIND: JobKind(training_job.run_training_job, training_job.recover_training_job),

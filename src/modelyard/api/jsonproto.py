@@ -14,7 +14,7 @@ from .shapes import service_model, shape_output
 CONTENT_TYPE = "application/x-amz-json-1.1"
 
 # botocore service names whose wire protocol is JSON 1.x and that modelyard routes.
-JSON_SERVICES = ("sagemaker", "logs", "events", "cloudwatch")
+JSON_SERVICES = ("sagemaker", "logs", "events", "cloudwatch", "application-autoscaling")
 # Deeper than any input shape of these services nests (SageMaker's deepest is 10).
 MAX_NESTING = 64
 

@@ -12,10 +12,9 @@ from collections.abc import Callable
 from typing import Any
 
 from . import (
-    cloudwatch_alarms, cloudwatch_metrics, endpoint_configs, endpoints, events, iam,
-    lambda_functions, logs, modelregistry, models, monitoring, pipelines, processing,
-    s3_operations, search, sns,
-    sts, training, transform,
+    autoscaling, cloudwatch_alarms, cloudwatch_metrics, endpoint_configs, endpoints, events,
+    iam, inference_experiments, lambda_functions, logs, modelregistry, models, monitoring,
+    pipelines, processing, s3_operations, search, sns, sts, training, transform, tuning,
 )
 
 Handler = Callable[..., dict[str, Any]]
@@ -25,7 +24,8 @@ OPERATIONS: dict[str, dict[str, Handler]] = {
                   **processing.OPERATIONS, **pipelines.OPERATIONS,
                   **endpoint_configs.OPERATIONS, **endpoints.OPERATIONS,
                   **transform.OPERATIONS, **monitoring.OPERATIONS,
-                  **search.OPERATIONS},
+                  **search.OPERATIONS, **tuning.OPERATIONS,
+                  **inference_experiments.OPERATIONS},
     "s3": s3_operations.OPERATIONS,
     "logs": logs.OPERATIONS,
     "sts": sts.OPERATIONS,
@@ -34,6 +34,7 @@ OPERATIONS: dict[str, dict[str, Handler]] = {
     "sns": sns.OPERATIONS,
     "events": events.OPERATIONS,
     "lambda": lambda_functions.OPERATIONS,
+    "application-autoscaling": autoscaling.OPERATIONS,
 }
 
 

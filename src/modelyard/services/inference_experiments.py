@@ -1,0 +1,7 @@
+"""inference_experiments operations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+OPERATIONS: dict[str, Any] = {}

@@ -1,0 +1,7 @@
+"""tuning operations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+OPERATIONS: dict[str, Any] = {}
