@@ -88,7 +88,7 @@ class ServerProcess:
     def endpoint_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def wait_until_healthy(self, timeout: float = 30) -> None:
+    def wait_until_healthy(self, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

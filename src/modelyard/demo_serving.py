@@ -1,8 +1,11 @@
 """The demo's second half: serve the approved ticket classifier, then retire it.
 
 Deploys the approved model package version to a real-time endpoint (by package ARN, as a
-team deploys from the registry), classifies a few real tickets of the test split, runs a
-batch transform over the whole test split and scores it, and deletes the endpoint.
+team deploys from the registry), classifies a few real tickets of the test split, rolls a
+second version out behind deployment guardrails (a 10 % canary with short bakes, watched by
+an alarm on Invocation5XXErrors) and a deliberately broken third one that the alarm rolls
+back (demo_rollout.py prints each rollout's timeline of traffic shares), runs a batch
+transform over the whole test split and scores it, and deletes the endpoint.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ import json
 import random
 import time
 from typing import TYPE_CHECKING
+
+from .demo_rollout import guarded_rollouts
 
 if TYPE_CHECKING:
     from .demo import Steps
@@ -57,6 +62,8 @@ def serve_ticket_classifier(steps: "Steps", bucket: str, package_arn: str | None
                           deserializer=JSONDeserializer())
     try:
         steps.run("classify five real tickets", lambda: _classify(predictor, tickets), str)
+        guarded_rollouts(steps, session, bucket, ENDPOINT, model.name,
+                         [text for _, text in tickets[:50]])
         steps.run("batch transform over the test split",
                   lambda: _batch_transform(session, bucket, model.name, tickets), str)
     finally:

@@ -13,6 +13,7 @@ from .engine.clock import Clock, clock_from_environment
 from .engine.deliveries import Deliveries
 from .engine.executor import Executor, JobKind
 from .engine.sandbox import check_sandbox_support
+from .hosting import experiments as inference_experiments
 from .hosting.controller import EndpointController
 from .hosting.live import LiveEndpoints
 from .pipelines.engine import PipelineEngine
@@ -78,7 +79,8 @@ class Platform:
 
 
 # The automation services around SageMaker, each with start(platform) and stop(platform).
-_COMPONENTS = (cloudwatch, sns, events, lambdas, monitor, autoscaling, tuning)
+_COMPONENTS = (cloudwatch, sns, events, lambdas, monitor, autoscaling, tuning,
+               inference_experiments)
 
 JOB_KINDS = {
     training_job.KIND: JobKind(training_job.run_training_job, training_job.recover_training_job),

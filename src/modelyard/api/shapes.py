@@ -275,8 +275,31 @@ def _compile_pattern(pattern: str) -> re.Pattern[str] | None:
     return None
 
 
+_CATEGORY = re.compile(r"\\p\{[A-Za-z]+\}")
+
+
+def _any_category(pattern: str) -> str:
+    """Java's \\p{Category} as "any character": \\w\\W inside [...], [\\w\\W] outside."""
+    out, inside, index = [], False, 0
+    while index < len(pattern):
+        category = _CATEGORY.match(pattern, index)
+        if category:
+            out.append("\\w\\W" if inside else "[\\w\\W]")
+            index = category.end()
+            continue
+        char = pattern[index]
+        if char == "\\":
+            out.append(pattern[index:index + 2])
+            index += 2
+            continue
+        inside = True if char == "[" else False if char == "]" else inside
+        out.append(char)
+        index += 1
+    return "".join(out)
+
+
 def _translate_java_regex(pattern: str) -> str:
-    translated = re.sub(r"\\p\{[A-Za-z]+\}", r"\\w\\W", pattern)  # any Unicode category
+    translated = _any_category(pattern)  # any Unicode category, e.g. \p{Print}+
     translated = translated.replace("\\uD800\\uDC00-\\uDBFF\\uDFFF", "\\U00010000-\\U0010FFFF")
     translated = translated.replace("[\\w-_]", "[\\w\\-_]")
     return translated

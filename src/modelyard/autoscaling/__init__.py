@@ -1,6 +1,12 @@
 """Application Auto Scaling for SageMaker endpoint variants
 (``sagemaker:variant:DesiredInstanceCount``): scalable targets, target tracking and step
-scaling policies driven by CloudWatch alarms, scheduled actions."""
+scaling policies driven by CloudWatch alarms, scheduled actions.
+
+store.py keeps the state, policies.py checks policies and manages target tracking's
+alarms, scaling.py changes capacity (activities, UpdateEndpointWeightsAndCapacities),
+scheduled.py runs scheduled actions, runner.py is the background loop and the alarm
+action's delivery handler; services/autoscaling.py holds the API handlers.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +18,13 @@ if TYPE_CHECKING:
 
 def start(platform: "Platform") -> None:
     """Register delivery kinds and start background loops (before deliveries start)."""
+    from . import runner
+
+    runner.start(platform)
 
 
 def stop(platform: "Platform") -> None:
     """Stop background loops."""
+    from . import runner
+
+    runner.stop(platform)

@@ -29,6 +29,8 @@ log = logging.getLogger("modelyard.cloudwatch.alarms")
 EVENT_KIND = "cloudwatch-alarm-event"
 SNS_KIND = "cloudwatch-alarm-sns"
 LAMBDA_KIND = "cloudwatch-alarm-lambda"
+# Application Auto Scaling policies (registered by modelyard.autoscaling).
+SCALING_KIND = "cloudwatch-alarm-scaling"
 SOURCE = "aws.cloudwatch"
 DETAIL_TYPE = "CloudWatch Alarm State Change"
 
@@ -59,6 +61,9 @@ def action_kind(arn: str) -> str | None:
         return SNS_KIND
     if len(parts) >= 7 and parts[0] == "arn" and parts[2] == "lambda" and parts[5] == "function":
         return LAMBDA_KIND
+    if (len(parts) >= 9 and parts[0] == "arn" and parts[2] == "autoscaling"
+            and parts[5] == "scalingPolicy" and parts[-1].startswith("policyName/")):
+        return SCALING_KIND
     return None
 
 
@@ -85,6 +90,9 @@ def deliveries_for(platform: "Platform", before: dict[str, Any], after: dict[str
                        "time": format_time(now), "region": platform.settings.region,
                        "alarmData": detail}
             rows.append((kind, key, {**owner, "arn": arn, "payload": payload}))
+        elif kind == SCALING_KIND:
+            rows.append((kind, key, {**owner, "arn": arn, "state": after["StateValue"],
+                                     "time": now}))
     return rows
 
 

@@ -50,8 +50,10 @@ def check_actions(request: dict[str, Any]) -> None:
                 raise invalid(
                     f"{member} contains {arn!r}, an action modelyard cannot run. Alarm actions "
                     "here are SNS topic ARNs (arn:aws:sns:<region>:<account>:<topic>) and "
-                    "Lambda function ARNs (arn:aws:lambda:<region>:<account>:function:<name>);"
-                    " EC2, Auto Scaling and Systems Manager actions are not supported.")
+                    "Lambda function ARNs (arn:aws:lambda:<region>:<account>:function:<name>) "
+                    "and Application Auto Scaling policy ARNs (arn:aws:autoscaling:<region>:"
+                    "<account>:scalingPolicy:<id>:resource/<namespace>/<resource>:policyName/"
+                    "<name>); EC2 and Systems Manager actions are not supported.")
 
 
 def check_metric_alarm(request: dict[str, Any]) -> None:

@@ -11,6 +11,11 @@ An endpoint with ``DataCaptureConfig.EnableCapture`` samples ``CurrentSamplingPe
                        "inferenceTime": "2026-12-01T08:40:12Z"},
      "eventVersion": "0"}
 
+A shadow variant's copy of a request (hosting/shadow.py) is recorded the same way under
+``<endpoint>/<shadow variant>/``, with ``"invocationSource": "ShadowExperiment"`` in its
+``eventMetadata`` -- the mark Model Monitor's preprocessing uses to leave shadow traffic out
+(monitor/merge.py does too).
+
 ``CaptureOptions`` choose which of ``endpointInput`` / ``endpointOutput`` appear. The data
 is text with encoding ``CSV`` or ``JSON`` when its content type (parameters ignored) is
 listed in ``CaptureContentTypeHeader.CsvContentTypes`` / ``JsonContentTypes``, else base64
@@ -99,6 +104,7 @@ class _Event:
     input_data: bytes
     output_type: str
     output_data: bytes
+    invocation_source: str | None = None  # "ShadowExperiment" for a shadow variant's copy
 
 
 def _base_type(content_type: str) -> str:
@@ -132,6 +138,8 @@ def capture_record(event: _Event, event_id: str | None = None) -> dict[str, Any]
     metadata = {"eventId": event_id or str(uuid.uuid4())}
     if event.inference_id:
         metadata["inferenceId"] = event.inference_id
+    if event.invocation_source:
+        metadata["invocationSource"] = event.invocation_source
     metadata["inferenceTime"] = datetime.fromtimestamp(event.timestamp, timezone.utc) \
         .strftime("%Y-%m-%dT%H:%M:%SZ")
     return {"captureData": data, "eventMetadata": metadata, "eventVersion": "0"}
@@ -151,11 +159,13 @@ class CaptureWriter:
 
     def submit(self, policy: CapturePolicy, endpoint: str, variant: str, *,
                inference_id: str | None, input_type: str, input_data: bytes,
-               output_type: str, output_data: bytes) -> None:
-        """Queue one invocation that passed sampling; never blocks."""
+               output_type: str, output_data: bytes,
+               invocation_source: str | None = None) -> None:
+        """Queue one invocation that passed sampling; never blocks. ``invocation_source``
+        marks a shadow variant's copy (``ShadowExperiment``, in ``eventMetadata``)."""
         self._ensure_started()
         event = _Event(policy, endpoint, variant, time.time(), inference_id, input_type,
-                       input_data, output_type, output_data)
+                       input_data, output_type, output_data, invocation_source)
         try:
             self._queue.put_nowait(event)
         except queue.Full:

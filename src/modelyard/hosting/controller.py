@@ -10,8 +10,10 @@ deployment in a worker thread, one at a time per endpoint, as a small state mach
 - **Updating**, ``Mode`` ``replace`` (UpdateEndpoint, blue/green, all at once):
   ``start`` the new fleet -> ``shift`` traffic to it (publish) -> ``drain`` the old fleet
   (wait for its in-flight requests, bounded) -> ``retire`` it. A failure before the shift
-  leaves the old fleet serving, InService with FailureReason. The deployment-guardrails
-  work adds canary / linear steps between ``shift`` steps (``_replace``).
+  leaves the old fleet serving, InService with FailureReason. With a ``DeploymentConfig``
+  (deployment guardrails) ``_replace`` hands over to hosting/deployment.py: canary / linear
+  steps with bakes, rolling batches, alarm rollback (``RollingBack``), while the other fleet
+  is kept as the endpoint's *standby* (``_standby``) so shutdown stops it too.
 - **Updating**, ``Mode`` ``adjust`` (UpdateEndpointWeightsAndCapacities): keep the
   instances, start extra ones, republish with the new weights, drain and stop surplus.
 - **Deleting**: unpublish, stop everything, delete the record.
@@ -31,8 +33,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..store.resources import ListQuery
+from .deployment import resume, run_guarded
 from .fleet import ModelServer, StartFailed, VariantSpec
-from .live import LiveEndpoint, LiveVariant
+from .live import LiveEndpoint, LiveVariant, mixed
+from .shadow import live_shadows, shadow_summaries
 
 if TYPE_CHECKING:
     from ..platform import Platform
@@ -44,7 +48,7 @@ TARGET_KEY = "_modelyardTarget"
 CURRENT_KEY = "_modelyardCurrent"
 DRAIN_SECONDS = 30.0
 SWITCH_GRACE_SECONDS = 0.5  # requests routed by the old table just before a switch
-ACTIVE = ("Creating", "Updating", "Deleting", "InService")
+ACTIVE = ("Creating", "Updating", "Deleting", "InService", "RollingBack")
 
 
 @dataclass
@@ -55,7 +59,9 @@ class Fleet:
     servers: dict[str, list[ModelServer]] = field(default_factory=dict)
 
     def specs(self) -> list[VariantSpec]:
-        return [VariantSpec.from_document(item) for item in self.deployment["Variants"]]
+        """Production variants, then shadow variants (hosting/shadow.py): all get servers."""
+        return [VariantSpec.from_document(item) for item in self.deployment["Variants"]
+                + (self.deployment.get("Shadows") or [])]
 
     def all_servers(self) -> list[ModelServer]:
         return [server for servers in self.servers.values() for server in servers]
@@ -65,6 +71,7 @@ class EndpointController:
     def __init__(self, platform: "Platform") -> None:
         self.platform = platform
         self._fleets: dict[str, Fleet] = {}  # endpoint name (lower) -> what serves
+        self._standby: dict[str, Fleet] = {}  # the other fleet while a deployment runs
         self._lock = threading.Lock()
         self._workers: dict[str, threading.Thread] = {}
         self._again: set[str] = set()
@@ -93,7 +100,8 @@ class EndpointController:
         worker.start()
 
     def recover(self) -> None:
-        for status in ("InService", "Creating", "Updating", "Deleting"):
+        for status in ("InService", "Creating", "Updating", "Deleting", "RollingBack",
+                       "UpdateRollbackFailed"):
             token = None
             while True:
                 page = self.platform.resources.list(KIND, ListQuery(
@@ -110,12 +118,14 @@ class EndpointController:
         self._closing.set()
         with self._lock:
             fleets, self._fleets = list(self._fleets.values()), {}
+            fleets += list(self._standby.values())
+            self._standby = {}
         for fleet in fleets:
             _stop_all(fleet.all_servers(), grace=5.0)
 
     def servers(self, name: str) -> list[ModelServer]:
-        fleet = self._fleets.get(name.lower())
-        return fleet.all_servers() if fleet else []
+        fleets = [self._fleets.get(name.lower()), self._standby.get(name.lower())]
+        return [server for fleet in fleets if fleet for server in fleet.all_servers()]
 
     # --- the worker --------------------------------------------------------------------------
 
@@ -149,6 +159,10 @@ class EndpointController:
             log.info("endpoint %s deleted", resource.name)
         elif status == "Creating":
             self._create(resource.name, resource.arn, document[TARGET_KEY])
+        elif status in ("Updating", "RollingBack") and serving is None and (
+                status == "RollingBack" or document[TARGET_KEY].get("DeploymentConfig")):
+            # Recovery of a guarded deployment: serve the old config, then start it over.
+            resume(self, resource.name, resource.arn, document)
         elif status == "Updating" and serving is None:
             # Recovery: nothing runs; bring up the target, else what served before.
             self._create(resource.name, resource.arn, document[TARGET_KEY],
@@ -157,7 +171,7 @@ class EndpointController:
             self._adjust(resource.name, resource.arn, serving, document[TARGET_KEY])
         elif status == "Updating":
             self._replace(resource.name, resource.arn, serving, document[TARGET_KEY])
-        elif status == "InService" and serving is None:
+        elif status in ("InService", "UpdateRollbackFailed") and serving is None:
             self._create(resource.name, resource.arn, document[CURRENT_KEY], recovering=True)
         elif status == "InService" and any(server.died for server in serving.all_servers()):
             self._heal(resource.name, resource.arn, serving)
@@ -169,8 +183,8 @@ class EndpointController:
         reason = f"InternalFailure: modelyard could not deploy the endpoint: {error!r}"
         try:
             resource = self.platform.resources.get(KIND, name)
-            if resource is None or resource.document["EndpointStatus"] not in ("Creating",
-                                                                               "Updating"):
+            if resource is None or resource.document["EndpointStatus"] not in (
+                    "Creating", "Updating", "RollingBack"):
                 return
             serving = self._fleets.get(name.lower())
             if serving is not None:
@@ -210,6 +224,9 @@ class EndpointController:
         log.info("endpoint %s in service", name)
 
     def _replace(self, name: str, arn: str, old: Fleet, deployment: dict[str, Any]) -> None:
+        if deployment.get("DeploymentConfig"):
+            run_guarded(self, name, arn, old, deployment)
+            return
         try:
             new = self._start_fleet(name, arn, deployment)
         except StartFailed as error:
@@ -227,7 +244,7 @@ class EndpointController:
         surplus: list[ModelServer] = []
         servers: dict[str, list[ModelServer]] = {}
         try:
-            for spec in (VariantSpec.from_document(item) for item in deployment["Variants"]):
+            for spec in Fleet(deployment).specs():
                 have = list(fleet.servers.get(spec.name, []))
                 more = [self._new_server(name, arn, spec)
                         for _ in range(max(0, spec.instance_count - len(have)))]
@@ -301,18 +318,49 @@ class EndpointController:
         server.on_exit = lambda _: self.wake(name)
         return server
 
-    def _shift(self, name: str, arn: str, fleet: Fleet) -> None:
-        """Route all traffic to ``fleet`` (one atomic swap of the live table)."""
-        variants = tuple(
-            LiveVariant(spec.name, spec.weight,
-                        tuple(server.instance for server in fleet.servers.get(spec.name, [])
-                              if server.instance is not None),
-                        spec.model_name)
-            for spec in fleet.specs())
+    def _shift(self, name: str, arn: str, fleet: Fleet, *, blue: Fleet | None = None,
+               share: float = 1.0) -> None:
+        """Route all traffic to ``fleet`` (one atomic swap of the live table) -- or, during a
+        guarded deployment (hosting/deployment.py), ``share`` of it to ``fleet`` and the rest
+        to ``blue``."""
+        live = live_variants(fleet)
+        variants = tuple(live[item["VariantName"]] for item in fleet.deployment["Variants"])
+        if blue is not None and share < 1.0:
+            old = live_variants(blue)
+            variants = mixed(variants, share) + mixed(
+                tuple(old[item["VariantName"]] for item in blue.deployment["Variants"]),
+                1.0 - share)
         capture = live_capture(fleet.deployment.get("DataCaptureConfig"))
         with self._lock:
             self._fleets[name.lower()] = fleet
-        self.platform.live_endpoints.publish(LiveEndpoint(name, arn, variants, capture))
+            if blue is not None:
+                self._standby[name.lower()] = blue
+            else:
+                self._standby.pop(name.lower(), None)
+        self.platform.live_endpoints.publish(LiveEndpoint(
+            name, arn, variants, capture, shadows=live_shadows(fleet.deployment, live)))
+
+    def _keep_standby(self, name: str, fleet: Fleet) -> None:
+        """``fleet`` runs beside what serves (a deployment's green or blue fleet)."""
+        with self._lock:
+            self._standby[name.lower()] = fleet
+
+    def _forget_standby(self, name: str) -> None:
+        with self._lock:
+            self._standby.pop(name.lower(), None)
+
+    def _stop_fleet_unless_serving(self, name: str, fleet: Fleet) -> None:
+        """A deployment ended early (deleted, shutting down): stop ``fleet`` unless the
+        router still sends to it (then Deleting or shutdown stops it)."""
+        with self._lock:
+            serving = self._fleets.get(name.lower()) is fleet
+            if not serving and self._standby.get(name.lower()) is fleet:
+                self._standby.pop(name.lower())
+        if not serving and not self._closing.is_set():
+            _stop_all(fleet.all_servers(), grace=5.0)
+
+    def _stop_servers(self, servers: list[ModelServer]) -> None:
+        _stop_all(servers)
 
     def _drain(self, servers: list[ModelServer]) -> None:
         """Wait (bounded) until the runtime has no request in flight on ``servers``."""
@@ -328,9 +376,11 @@ class EndpointController:
         self.platform.live_endpoints.remove(key)
         with self._lock:
             fleet = self._fleets.pop(key, None)
-        if fleet is not None:
-            self._drain(fleet.all_servers())
-            _stop_all(fleet.all_servers())
+            standby = self._standby.pop(key, None)
+        servers = [server for each in (fleet, standby) if each for server in each.all_servers()]
+        if servers:
+            self._drain(servers)
+            _stop_all(servers)
 
     def _record(self, name: str, status: str, *, deployment: dict[str, Any],
                 failure: str | None = None, serving: bool = True) -> None:
@@ -345,20 +395,26 @@ class EndpointController:
             document["__status__"] = status
             document["LastModifiedTime"] = now
             document.pop(TARGET_KEY, None)
+            document.pop("PendingDeploymentSummary", None)
             if failure:
                 document["FailureReason"] = failure[:1024]
             else:
                 document.pop("FailureReason", None)
             if not serving:
                 document["ProductionVariants"] = variant_summaries(None, deployment, None, now)
+                shadows = shadow_summaries(None, deployment, None, now)
             else:
                 document[CURRENT_KEY] = deployment
                 document["EndpointConfigName"] = deployment["EndpointConfigName"]
                 document["ProductionVariants"] = variant_summaries(deployment, None, None, now)
+                shadows = shadow_summaries(deployment, None, None, now)
                 capture = describe_capture(deployment.get("DataCaptureConfig"))
                 document.pop("DataCaptureConfig", None)
                 if capture:
                     document["DataCaptureConfig"] = capture
+            document.pop("ShadowProductionVariants", None)
+            if shadows:
+                document["ShadowProductionVariants"] = shadows
             return document
 
         try:
@@ -379,6 +435,15 @@ def _stop_all(servers: list[ModelServer], grace: float | None = None) -> None:
         thread.start()
     for thread in threads:
         thread.join()
+
+
+def live_variants(fleet: Fleet) -> dict[str, LiveVariant]:
+    """The router's view of each variant of ``fleet`` (production and shadow), by name."""
+    return {spec.name: LiveVariant(
+        spec.name, spec.weight,
+        tuple(server.instance for server in fleet.servers.get(spec.name, [])
+              if server.instance is not None),
+        spec.model_name) for spec in fleet.specs()}
 
 
 # --- how DescribeEndpoint shows a deployment ------------------------------------------------

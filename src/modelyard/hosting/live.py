@@ -41,9 +41,25 @@ class LiveEndpoint:
     # CurrentSamplingPercentage), or None when capture is off.
     data_capture: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # ShadowProductionVariants (hosting/shadow.py): each gets a copy of a share of the
+    # requests, off the request path; here a shadow's ``weight`` is that share (0..1).
+    shadows: tuple[LiveVariant, ...] = ()
 
     def variant(self, name: str) -> LiveVariant | None:
         return next((v for v in self.variants if v.name == name), None)
+
+
+def mixed(variants: tuple[LiveVariant, ...], share: float) -> tuple[LiveVariant, ...]:
+    """``variants`` with their weights scaled to take ``share`` of the traffic together
+    (those without a healthy instance left out). A guarded deployment publishes the new
+    fleet's variants mixed at its share and the old fleet's at the rest (variant names may
+    repeat: the runtime picks among all of them by weight)."""
+    variants = tuple(variant for variant in variants if variant.instances and variant.weight > 0)
+    total = sum(variant.weight for variant in variants)
+    if share <= 0 or total <= 0:
+        return ()
+    return tuple(LiveVariant(variant.name, variant.weight * share / total, variant.instances,
+                             variant.model_name) for variant in variants)
 
 
 class LiveEndpoints:

@@ -18,8 +18,9 @@ REST-JSON, signed for ``sagemaker``). Per request, on the gateway's event loop:
    becomes ``ModelError`` (424) with ``OriginalStatusCode``, ``OriginalMessage`` and
    ``LogStreamArn``.
 
-Then, off the request path: per-minute metrics (``hosting.metrics``) and sampled data
-capture (``hosting.capture``).
+Then, off the request path: per-minute metrics (``hosting.metrics``), sampled data
+capture (``hosting.capture``) and, when the endpoint has a shadow variant, a copy of the
+request queued for it (``hosting.shadow``; one attribute test when it has none).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from ..platform import Platform
 from .capture import CapturePolicy, CaptureWriter
 from .live import Instance, LiveEndpoint, LiveVariant
 from .metrics import InvocationMetrics
+from .shadow import ShadowCopier
 from .upstream import UpstreamPool, UpstreamUnavailable
 
 # botocore's sagemaker-runtime model: InvokeEndpointInput.Body max (6 MB = 6 * 1024 * 1024).
@@ -80,6 +82,7 @@ class SageMakerRuntime:
         self.metrics = InvocationMetrics(platform.db)
         self.capture = CaptureWriter(platform.objects)
         self.timeout = INVOCATION_TIMEOUT_SECONDS
+        self.shadows = ShadowCopier(self)
         self._started = False
 
     def close(self) -> None:
@@ -139,7 +142,10 @@ class SageMakerRuntime:
             overhead_us = (time.perf_counter() - started) * 1e6 - (model_us or 0.0)
             self.metrics.record(endpoint.name, variant.name, status=status,
                                 instances=len(variant.instances), model_us=model_us,
-                                overhead_us=max(overhead_us, 0.0))
+                                overhead_us=max(overhead_us, 0.0),
+                                now=self.platform.clock.now())
+            if endpoint.shadows:  # after the production answer; only queues the copy
+                self.shadows.submit(endpoint, forward, body, content_type, inference_id)
         assert upstream is not None
         out_type = upstream.headers.get("content-type") or "application/octet-stream"
         policy = CapturePolicy.from_config(endpoint.data_capture)

@@ -4,6 +4,10 @@ A configuration names the models each production variant serves and on what. It 
 checked when created -- its models exist and modelyard can serve them -- and copied into
 an endpoint when the endpoint is created or updated (services/endpoints.py), so, as in
 SageMaker, deleting a configuration (or a model) does not disturb endpoints that use it.
+
+``ShadowProductionVariants`` are checked like production variants; as in SageMaker, a
+config with one holds exactly one production variant and one shadow variant, with distinct
+names. The deployment lists them under ``Shadows`` (hosting/shadow.py serves them).
 """
 
 from __future__ import annotations
@@ -48,13 +52,19 @@ def create_endpoint_config(ctx: RequestContext, request: dict[str, Any]) -> dict
     arn = config_arn(ctx, name)
     _refuse_unsupported(request)
     variants = request["ProductionVariants"]
-    names = [variant["VariantName"] for variant in variants]
+    shadows = request.get("ShadowProductionVariants")
+    if shadows is not None:
+        _check_shadow_layout(variants, shadows)
+    names = [variant["VariantName"] for variant in variants + (shadows or [])]
     repeated = sorted({item for item in names if names.count(item) > 1})
     if repeated:
-        raise validation_error(f"VariantName must be unique within ProductionVariants; "
-                               f"repeated: {repeated}.")
+        raise validation_error(
+            f"VariantName must be unique within ProductionVariants"
+            f"{' and ShadowProductionVariants' if shadows else ''}; repeated: {repeated}.")
     for variant in variants:
         check_variant(ctx, variant)
+    for variant in shadows or []:
+        check_variant(ctx, variant, kind="ShadowProductionVariant")
     capture = request.get("DataCaptureConfig")
     if capture is not None:
         _check_capture(capture)
@@ -68,6 +78,10 @@ def create_endpoint_config(ctx: RequestContext, request: dict[str, Any]) -> dict
     }
     document["ProductionVariants"] = [
         {"InitialVariantWeight": 1.0, **variant} for variant in document["ProductionVariants"]]
+    if shadows:
+        document["ShadowProductionVariants"] = [
+            {"InitialVariantWeight": 1.0, **variant}
+            for variant in document["ShadowProductionVariants"]]
     ctx.platform.resources.create(
         KIND, name, arn, document, now=now,
         already_exists=lambda: validation_error(
@@ -80,7 +94,6 @@ def _refuse_unsupported(request: dict[str, Any]) -> None:
     for member, what in (
         ("AsyncInferenceConfig", "asynchronous inference"),
         ("ExplainerConfig", "SageMaker Clarify online explainability"),
-        ("ShadowProductionVariants", "shadow variants"),
     ):
         if request.get(member):
             raise validation_error(
@@ -88,9 +101,23 @@ def _refuse_unsupported(request: dict[str, Any]) -> None:
                 "endpoints with ProductionVariants only. Remove it from the request.")
 
 
-def check_variant(ctx: RequestContext, variant: dict[str, Any]) -> None:
+def _check_shadow_layout(variants: list[dict[str, Any]], shadows: list[dict[str, Any]]) -> None:
+    """SageMaker: with ShadowProductionVariants, one production and one shadow variant."""
+    if len(shadows) != 1:
+        raise validation_error(
+            f"ShadowProductionVariants holds {len(shadows)} variants, but an endpoint may have "
+            "at most one shadow variant. Keep one.")
+    if len(variants) != 1:
+        raise validation_error(
+            f"An endpoint configuration with ShadowProductionVariants must have exactly one "
+            f"production variant in ProductionVariants; it has {len(variants)}. Keep the one "
+            "the shadow variant is compared with.")
+
+
+def check_variant(ctx: RequestContext, variant: dict[str, Any],
+                  kind: str = "ProductionVariant") -> None:
     """Refuse, with what to change, a variant modelyard cannot serve."""
-    label = f"ProductionVariant {variant['VariantName']}"
+    label = f"{kind} {variant['VariantName']}"
     if variant.get("ServerlessConfig"):
         raise validation_error(
             f"{label}: ServerlessConfig (serverless inference) is not supported by modelyard. "
@@ -163,24 +190,31 @@ def delete_endpoint_config(ctx: RequestContext, request: dict[str, Any]) -> dict
 def deployment_from_config(ctx: RequestContext, config: dict[str, Any]) -> dict[str, Any]:
     """What an endpoint records to run ``config``: its variants with their models' resolved
     containers, so later changes to the config or the models do not reach it."""
-    variants = []
-    for variant in config["ProductionVariants"]:
-        check_variant(ctx, variant)  # the model may have changed since the config was made
-        container = find_model(ctx, variant["ModelName"]).document[CONTAINERS_KEY][0]
-        variants.append({
-            "VariantName": variant["VariantName"],
-            "ModelName": variant["ModelName"],
-            "InstanceType": variant["InstanceType"],
-            "Weight": float(variant.get("InitialVariantWeight", 1.0)),
-            "InstanceCount": variant["InitialInstanceCount"],
-            "Container": container,
-            "StartupTimeout": variant.get("ContainerStartupHealthCheckTimeoutInSeconds",
-                                          DEFAULT_STARTUP_TIMEOUT_SECONDS),
-        })
-    return {
+    deployment: dict[str, Any] = {
         "EndpointConfigName": config["EndpointConfigName"],
-        "Variants": variants,
+        "Variants": [_deployed(ctx, variant) for variant in config["ProductionVariants"]],
         "DataCaptureConfig": config.get("DataCaptureConfig"),
+    }
+    shadows = config.get("ShadowProductionVariants")
+    if shadows:
+        deployment["Shadows"] = [_deployed(ctx, variant, "ShadowProductionVariant")
+                                 for variant in shadows]
+    return deployment
+
+
+def _deployed(ctx: RequestContext, variant: dict[str, Any],
+              kind: str = "ProductionVariant") -> dict[str, Any]:
+    check_variant(ctx, variant, kind)  # the model may have changed since the config was made
+    container = find_model(ctx, variant["ModelName"]).document[CONTAINERS_KEY][0]
+    return {
+        "VariantName": variant["VariantName"],
+        "ModelName": variant["ModelName"],
+        "InstanceType": variant["InstanceType"],
+        "Weight": float(variant.get("InitialVariantWeight", 1.0)),
+        "InstanceCount": variant["InitialInstanceCount"],
+        "Container": container,
+        "StartupTimeout": variant.get("ContainerStartupHealthCheckTimeoutInSeconds",
+                                      DEFAULT_STARTUP_TIMEOUT_SECONDS),
     }
 
 

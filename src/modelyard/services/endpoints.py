@@ -14,6 +14,8 @@ from typing import Any
 from ..api.context import RequestContext
 from ..api.errors import AwsError, validation_error
 from ..hosting.controller import CURRENT_KEY, KIND, TARGET_KEY, variant_summaries
+from ..hosting.deployment_config import check_deployment_config
+from ..hosting.shadow import shadow_summaries
 from ..store.resources import Resource
 from .common import list_query, resource_arn
 from .endpoint_configs import deployment_from_config, find_config
@@ -37,12 +39,21 @@ def find_endpoint(ctx: RequestContext, name: str) -> Resource:
     return found
 
 
-def _refuse_deployment_config(request: dict[str, Any]) -> None:
-    if request.get("DeploymentConfig"):
-        raise validation_error(
-            "DeploymentConfig (deployment guardrails: blue/green canary or linear traffic "
-            "shifting, rolling updates, auto-rollback) is not supported by modelyard yet; "
-            "updates switch all traffic at once when the new fleet is healthy. Remove it.")
+LAST_CONFIG = "LastDeploymentConfig"
+
+
+def _deployment_config(ctx: RequestContext, request: dict[str, Any],
+                       deployment: dict[str, Any],
+                       document: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """The request's DeploymentConfig (or, with RetainDeploymentConfig, the endpoint's last
+    one), checked as SageMaker checks it against the new endpoint configuration."""
+    config = request.get("DeploymentConfig")
+    if not config and request.get("RetainDeploymentConfig") and document is not None:
+        config = document.get(LAST_CONFIG)
+    if not config:
+        return None
+    check_deployment_config(ctx.platform, config, deployment)
+    return config
 
 
 # --- Create, Describe, List ------------------------------------------------------------------
@@ -51,9 +62,10 @@ def _refuse_deployment_config(request: dict[str, Any]) -> None:
 def create_endpoint(ctx: RequestContext, request: dict[str, Any]) -> dict[str, Any]:
     name = request["EndpointName"]
     arn = endpoint_arn(ctx, name)
-    _refuse_deployment_config(request)
     config = find_config(ctx, request["EndpointConfigName"]).document
     deployment = {**deployment_from_config(ctx, config), "Mode": "create"}
+    # Kept for later updates (RetainDeploymentConfig); a creation has nothing to shift.
+    deployment_config = _deployment_config(ctx, request, deployment)
     now = ctx.now
     document = {
         "EndpointName": name,
@@ -66,6 +78,11 @@ def create_endpoint(ctx: RequestContext, request: dict[str, Any]) -> dict[str, A
         "Tags": request.get("Tags", []),
         TARGET_KEY: deployment,
     }
+    if deployment_config:
+        document[LAST_CONFIG] = deployment_config
+    shadows = shadow_summaries(None, deployment, "Creating", now)
+    if shadows:
+        document["ShadowProductionVariants"] = shadows
     ctx.platform.resources.create(
         KIND, name, arn, document, now=now, status="Creating",
         already_exists=lambda: validation_error(
@@ -94,23 +111,23 @@ def list_endpoints(ctx: RequestContext, request: dict[str, Any]) -> dict[str, An
 # --- Updates ---------------------------------------------------------------------------------
 
 
-def _require_in_service(found: Resource) -> dict[str, Any]:
+def _require_in_service(found: Resource, also: tuple[str, ...] = ()) -> dict[str, Any]:
     document = found.document
     status = document["EndpointStatus"]
-    if status != "InService":
+    if status != "InService" and status not in also:
         raise validation_error(
             f'Cannot update in-progress endpoint "{found.arn}": it is {status}. Wait until it '
             "is InService (the endpoint_in_service waiter)."
-            if status in ("Creating", "Updating", "Deleting") else
+            if status in ("Creating", "Updating", "Deleting", "RollingBack") else
             f'Cannot update endpoint "{found.arn}": it is {status}. Delete it and create it '
             "again.")
     return document
 
 
 def update_endpoint(ctx: RequestContext, request: dict[str, Any]) -> dict[str, Any]:
-    _refuse_deployment_config(request)
     found = find_endpoint(ctx, request["EndpointName"])
-    current = _require_in_service(found)[CURRENT_KEY]
+    # UpdateRollbackFailed: the endpoint serves; a new UpdateEndpoint is how to repair it.
+    current = _require_in_service(found, also=("UpdateRollbackFailed",))[CURRENT_KEY]
     config = find_config(ctx, request["EndpointConfigName"]).document
     deployment = {**deployment_from_config(ctx, config), "Mode": "replace"}
     excluded = [item["VariantPropertyType"]
@@ -125,7 +142,10 @@ def update_endpoint(ctx: RequestContext, request: dict[str, Any]) -> dict[str, A
             before = serving.get(variant["VariantName"])
             for field in retained if before else []:
                 variant[field] = before[field]
-    _mark_updating(ctx, found, deployment)
+    deployment_config = _deployment_config(ctx, request, deployment, found.document)
+    if deployment_config:
+        deployment["DeploymentConfig"] = deployment_config
+    _mark_updating(ctx, found, deployment, also=("UpdateRollbackFailed",))
     return {"EndpointArn": found.arn}
 
 
@@ -134,7 +154,8 @@ def update_endpoint_weights_and_capacities(ctx: RequestContext,
     found = find_endpoint(ctx, request["EndpointName"])
     current = _require_in_service(found)[CURRENT_KEY]
     deployment = {**copy.deepcopy(current), "Mode": "adjust"}
-    variants = {item["VariantName"]: item for item in deployment["Variants"]}
+    variants = {item["VariantName"]: item
+                for item in deployment["Variants"] + (deployment.get("Shadows") or [])}
     for change in request["DesiredWeightsAndCapacities"]:
         variant = variants.get(change["VariantName"])
         if variant is None:
@@ -155,12 +176,13 @@ def update_endpoint_weights_and_capacities(ctx: RequestContext,
     return {"EndpointArn": found.arn}
 
 
-def _mark_updating(ctx: RequestContext, found: Resource, deployment: dict[str, Any]) -> None:
+def _mark_updating(ctx: RequestContext, found: Resource, deployment: dict[str, Any],
+                   also: tuple[str, ...] = ()) -> None:
     now = ctx.now
 
     def change(resource: Resource) -> dict[str, Any]:
         document = dict(resource.document)
-        if document["EndpointStatus"] != "InService":
+        if document["EndpointStatus"] != "InService" and document["EndpointStatus"] not in also:
             raise validation_error(f'Cannot update in-progress endpoint "{found.arn}".')
         document.update({
             "EndpointStatus": "Updating", "__status__": "Updating", "LastModifiedTime": now,
@@ -169,6 +191,12 @@ def _mark_updating(ctx: RequestContext, found: Resource, deployment: dict[str, A
             TARGET_KEY: deployment,
         })
         document.pop("FailureReason", None)
+        if deployment.get("DeploymentConfig"):
+            document[LAST_CONFIG] = deployment["DeploymentConfig"]
+        shadows = shadow_summaries(document[CURRENT_KEY], deployment, "Updating", now)
+        document.pop("ShadowProductionVariants", None)
+        if shadows:
+            document["ShadowProductionVariants"] = shadows
         return document
 
     ctx.platform.resources.update(KIND, found.name, change, now=now,
