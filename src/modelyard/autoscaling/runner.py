@@ -48,9 +48,9 @@ def deliver(platform: "Platform", delivery: "Delivery") -> None:
     if runner is not None:
         runner.invoked[(alarm["AlarmName"], payload["arn"])] = platform.clock.now()
     policies.run(platform, payload["arn"], alarm)
-    from ..cloudwatch.alarm_actions import _action_history
+    from ..cloudwatch.alarm_actions import record_action_history
 
-    _action_history(platform, payload, True, payload["arn"])
+    record_action_history(platform, payload, True, payload["arn"])
 
 
 class Runner(PollingLoop):

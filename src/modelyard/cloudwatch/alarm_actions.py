@@ -271,9 +271,9 @@ def deliver_sns(platform: "Platform", delivery: "Delivery") -> None:
         message_id = publish(platform, payload["arn"], payload["message"],
                              subject=payload["subject"])
     except (AwsError, NotImplementedError) as error:
-        _action_history(platform, payload, False, str(error))
+        record_action_history(platform, payload, False, str(error))
         raise DeliveryFailed(f"{payload['arn']}: {error}") from None
-    _action_history(platform, payload, True, message_id)
+    record_action_history(platform, payload, True, message_id)
 
 
 def deliver_lambda(platform: "Platform", delivery: "Delivery") -> None:
@@ -284,12 +284,12 @@ def deliver_lambda(platform: "Platform", delivery: "Delivery") -> None:
         request_id = invoke_async(platform, payload["arn"],
                                   json.dumps(payload["payload"]).encode(), key=delivery.key)
     except (AwsError, NotImplementedError) as error:
-        _action_history(platform, payload, False, str(error))
+        record_action_history(platform, payload, False, str(error))
         raise DeliveryFailed(f"{payload['arn']}: {error}") from None
-    _action_history(platform, payload, True, request_id)
+    record_action_history(platform, payload, True, request_id)
 
 
-def _action_history(platform: "Platform", payload: dict[str, Any], succeeded: bool,
+def record_action_history(platform: "Platform", payload: dict[str, Any], succeeded: bool,
                     detail: str) -> None:
     """An "Action" history item, as CloudWatch records for each action it runs."""
     alarm = {"AlarmName": payload["alarm_name"], "AlarmType": payload["alarm_type"]}
