@@ -68,6 +68,9 @@ def _run_server(args: argparse.Namespace) -> int:
             "binding to %s exposes modelyard beyond this machine; every request still "
             "needs a valid SigV4 signature", settings.host,
         )
+    logging.getLogger("modelyard").info(
+        "web console at %s/console/ (sign in with the API's access key id and secret "
+        "access key)", settings.endpoint_url)
     try:
         run_server(settings, log_level=args.log_level)
     except DataDirInUse as error:
