@@ -26,6 +26,7 @@ from typing import Any, Iterator
 from .config import DEFAULT_PORT, load_settings
 from .demo_monitoring import monitor_ticket_classifier
 from .demo_serving import serve_ticket_classifier
+from .demo_tuning import tune_ticket_classifier
 from .server import export_lines, running_endpoint
 
 
@@ -111,6 +112,7 @@ def _quiet_sdk() -> Iterator[Callable[[], None]]:
 def _run(data_dir: str | None, port: int | None, quiet: Callable[[], None]) -> int:
     quiet()  # loggers the SDK's import just configured
     settings = load_settings(data_dir=data_dir)
+    shared_server = running_endpoint(settings.data_dir) is not None
     with _server(settings.data_dir, port) as endpoint:
         os.environ.update(_client_env(settings, endpoint))
         print(f"modelyard demo against {endpoint} (data in {settings.data_dir})")
@@ -118,12 +120,14 @@ def _run(data_dir: str | None, port: int | None, quiet: Callable[[], None]) -> i
         bucket = _storage_round_trip(steps)
         splits = _prepare_tickets(steps, settings.data_dir, bucket)
         _train_ticket_classifier(steps, bucket, splits)
+        tuned = tune_ticket_classifier(steps, bucket, splits)
         _train_xgboost_on_breast_cancer(steps, bucket)
-        approved = _run_ticket_pipeline(steps, bucket)
+        approved = _run_ticket_pipeline(steps, bucket, tuned)
         serve_ticket_classifier(steps, bucket, approved, splits["test"])
         monitor_ticket_classifier(steps, bucket)
         print()
         print(steps.table())
+        print(_console_hint(settings, endpoint, shared_server))
     return 0
 
 
@@ -250,8 +254,9 @@ def _train_xgboost_on_breast_cancer(steps: Steps, bucket: str) -> None:
     steps.run("XGBoost on breast cancer", fit, str)
 
 
-def _run_ticket_pipeline(steps: Steps, bucket: str) -> str | None:
-    """The §2 pipeline twice: the default learning rate fails the accuracy gate, 0.5 passes.
+def _run_ticket_pipeline(steps: Steps, bucket: str, tuned: dict | None = None) -> str | None:
+    """The §2 pipeline twice: the default learning rate fails the accuracy gate; the tuned
+    learning rate and epochs (else 0.5 and the default epochs) pass.
 
     Returns the ARN of the version it approved (None if none was registered).
     """
@@ -266,10 +271,13 @@ def _run_ticket_pipeline(steps: Steps, bucket: str) -> str | None:
     steps.run("upsert ticket pipeline", lambda: pipeline.upsert(
         role_arn=sagemaker.get_execution_role())["PipelineArn"], str)
     client = boto3.client("sagemaker")
-    for learning_rate in (0.05, 0.5):
+    runs = [{"LearningRate": 0.05}, {"LearningRate": 0.5}]
+    if tuned:
+        runs[1] = {"LearningRate": tuned["learning_rate"], "Epochs": tuned["epochs"]}
+    for values in runs:
         def run() -> str:
             execution = pipeline.start(parameters={
-                "InputDataUrl": f"s3://{bucket}/demo/tickets/raw", "LearningRate": learning_rate,
+                "InputDataUrl": f"s3://{bucket}/demo/tickets/raw", **values,
                 "AccuracyThreshold": 0.8})
             description = _follow_pipeline(client, execution.arn)
             if description["PipelineExecutionStatus"] == "Succeeded":
@@ -277,7 +285,8 @@ def _run_ticket_pipeline(steps: Steps, bucket: str) -> str | None:
             return (f"{description['PipelineExecutionStatus']}: "
                     f"{_failure_message(client, execution.arn, description)}")
 
-        steps.run(f"pipeline, learning rate {learning_rate}", run, str)
+        title = f"pipeline, {'tuned ' if 'Epochs' in values else ''}learning rate {values['LearningRate']:g}"
+        steps.run(title + (f", {values['Epochs']} epochs" if "Epochs" in values else ""), run, str)
 
     approved: list[str] = []
 
@@ -410,6 +419,16 @@ def _server(data_dir: Path, port: int | None) -> Iterator[str]:
             process.wait(timeout=15)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+def _console_hint(settings, endpoint: str, shared_server: bool) -> str:
+    """Where to look at what the demo made: the web console of this data directory."""
+    where = (f"Web console: {endpoint}/console/" if shared_server else
+             f"Web console: run `modelyard server --data-dir {settings.data_dir}` and open "
+             f"http://127.0.0.1:{DEFAULT_PORT}/console/ (this demo's server has stopped)")
+    return (f"\n{where}\n  sign in with access key id {settings.credentials.access_key_id} "
+            "and its secret access key (MODELYARD_SECRET_ACCESS_KEY, or "
+            f"{settings.data_dir / 'identity.json'})")
 
 
 def _client_env(settings, endpoint: str) -> dict[str, str]:

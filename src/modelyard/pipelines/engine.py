@@ -22,7 +22,10 @@ from .cache import StepCache, cache_key
 from .definition import PipelineDefinition, StepSpec, parse_definition
 from .expressions import ExpressionError, resolve
 from .quality_check import cache_basis
-from .steps import JOB_STEPS, StepResult, check_job, read_property_files, start_step, stop_job
+from .steps import (
+    JOB_STEPS, StepResult, check_job, job_status, read_property_files, start_step, stop_job,
+)
+from .tuning_step import KIND as TUNING_JOB_KIND
 
 if TYPE_CHECKING:
     from ..platform import Platform
@@ -107,7 +110,13 @@ class PipelineEngine:
         self._thread = threading.Thread(target=self._loop, name="pipelines", daemon=True)
 
     def start(self) -> None:
+        # A Tuning step's job ends outside the executor: wake on its status changes too.
+        self.platform.resources.status_listeners.append(self._status_changed)
         self._thread.start()
+
+    def _status_changed(self, kind: str, _old: str | None, _resource: Any) -> None:
+        if kind == TUNING_JOB_KIND:
+            self._wake.set()
 
     def wake(self, *_: Any) -> None:
         self._wake.set()
@@ -243,7 +252,7 @@ class PipelineEngine:
                 return record
             return self._retry(execution, spec, record)
         job = record.get("_job")
-        polled = spec.type in JOB_STEPS or spec.type in ("Lambda", "QualityCheck")
+        polled = spec.type in JOB_STEPS or spec.type in ("Lambda", "QualityCheck", "Tuning")
         if not polled or job is None:
             return record  # a callback waits for the API
         result = check_job(platform, spec, job, record["Metadata"])
@@ -315,7 +324,7 @@ class PipelineEngine:
     @staticmethod
     def _caches(spec: StepSpec) -> bool:
         return spec.cache is not None and spec.cache.enabled and (
-            spec.type in JOB_STEPS or spec.type == "QualityCheck")
+            spec.type in JOB_STEPS or spec.type in ("QualityCheck", "Tuning"))
 
     def _cached(self, execution: dict, spec: StepSpec, key: str | None, arguments: Any) -> dict | None:
         if key is None:
@@ -387,14 +396,12 @@ class PipelineEngine:
             if record["StepStatus"] != "Executing":
                 continue
             job = record.get("_job")
-            if job is not None:
-                resource = platform.resources.get(job["kind"], job["name"])
-                status_field = "TrainingJobStatus" if job["kind"] == "TrainingJob" else "ProcessingJobStatus"
-                if resource is not None and resource.document[status_field] in ("InProgress", "Stopping"):
-                    if resource.document[status_field] == "InProgress":
-                        stop_job(platform, job)
-                    still_running = True
-                    continue
+            status = job_status(platform, job) if job is not None else None
+            if status in ("InProgress", "Stopping"):
+                if status == "InProgress":
+                    stop_job(platform, job)
+                still_running = True
+                continue
             now = platform.clock.now()
             records.update_step_record(platform, execution_id, name,
                                        lambda doc: doc.update(StepStatus="Stopped", EndTime=now))

@@ -6,6 +6,7 @@ finish as they start: a Condition evaluates, a Fail fails, RegisterModel and Mod
 create registry entries. A Callback waits for SendPipelineExecutionStep{Success,Failure}.
 A Lambda step invokes its function off the engine's thread and is polled like a job.
 A QualityCheck step runs the Model Monitor analyzer as a processing job (quality_check.py).
+A Tuning step runs a hyperparameter tuning job through the API (tuning_step.py).
 """
 
 from __future__ import annotations
@@ -38,7 +39,6 @@ JOB_STEPS = {
                   "TransformJobStatus", "TransformJob", "TransformJobArn"),
 }
 NOT_YET = {
-    "Tuning": "hyperparameter tuning",
     "ClarifyCheck": "SageMaker Clarify",
 }
 
@@ -90,6 +90,10 @@ def start_step(platform: "Platform", spec: "StepSpec", arguments: Any, scope: Sc
         from . import quality_check
 
         return quality_check.start(platform, spec, arguments, scope, execution_id)
+    if spec.type == "Tuning":
+        from . import tuning_step
+
+        return tuning_step.start(platform, spec, arguments, execution_id)
     if spec.type == "Callback":
         # The API's CallbackToken is ten letters and digits.
         token = "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(10))
@@ -129,6 +133,10 @@ def check_job(platform: "Platform", spec: "StepSpec", job: dict[str, str],
         from . import quality_check
 
         return quality_check.check(platform, spec, job, metadata)
+    if spec.type == "Tuning":
+        from . import tuning_step
+
+        return tuning_step.check(platform, job, metadata)
     _, kind, _, status_field, _, _ = JOB_STEPS[spec.type]
     resource = platform.resources.get(kind, job["name"])
     if resource is None:
@@ -147,8 +155,24 @@ def check_job(platform: "Platform", spec: "StepSpec", job: dict[str, str],
                       failure_reason=reason, job=job, retryable=retryable)
 
 
+def job_status(platform: "Platform", job: dict[str, str]) -> str | None:
+    """The status of a step's job of any kind a step runs; None when there is no such job."""
+    from . import tuning_step
+
+    if job["kind"] == tuning_step.KIND:
+        return tuning_step.status(platform, job)
+    resource = platform.resources.get(job["kind"], job["name"])
+    # TrainingJobStatus, ProcessingJobStatus, TransformJobStatus
+    return None if resource is None else resource.document.get(f"{job['kind']}Status")
+
+
 def stop_job(platform: "Platform", job: dict[str, str]) -> None:
     """Ask a step's running job to stop, through the same handler StopXJob uses."""
+    from . import tuning_step
+
+    if job["kind"] == tuning_step.KIND:
+        tuning_step.stop(platform, job)
+        return
     operation, member = next((create.replace("Create", "Stop", 1), name_member)
                              for create, kind, name_member, *_ in JOB_STEPS.values()
                              if kind == job["kind"])
