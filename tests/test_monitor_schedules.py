@@ -253,7 +253,9 @@ def test_hourly_schedule_runs_each_hour_on_its_window(env):
 def test_daily_and_every_n_hours_fire_at_their_hours(env):
     _, clock, sagemaker, _, _ = env
     sagemaker.create_data_quality_job_definition(**definition("dq-daily"))
-    base = (math.floor(clock.now() / 86400) + 1) * 86400  # next midnight UTC
+    # The next midnight UTC at least two hours ahead (earlier tests, or the time of day,
+    # may have left the server clock late in its day).
+    base = (math.floor((clock.now() + 2 * HOUR + 60) / 86400) + 1) * 86400
     clock.goto(base - 2 * HOUR + 5)
     schedule(sagemaker, "daily-3", "dq-daily", "cron(0 3 ? * * *)")
     schedule(sagemaker, "every-2", "dq-daily", "cron(0 1/2 ? * * *)")
