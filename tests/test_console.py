@@ -23,10 +23,11 @@ PAGES = ["/console/", "/console/pipelines", "/console/pipelines/any",
          "/console/jobs?type=processing", "/console/jobs/training/any", "/console/models",
          "/console/models/any", "/console/models/package?arn=x", "/console/endpoints",
          "/console/endpoints/any", "/console/objects", "/console/objects/any",
-         "/console/objects/any/object?key=k", "/console/objects/any/download?key=k"]
+         "/console/objects/any/object?key=k", "/console/objects/any/download?key=k",
+         "/console/tuning", "/console/tuning/any"]
 ACTIONS = ["/console/pipelines/any/start", "/console/pipelines/executions/stop",
            "/console/pipelines/executions/retry", "/console/jobs/training/any/stop",
-           "/console/models/approval", "/console/signout"]
+           "/console/models/approval", "/console/tuning/any/stop", "/console/signout"]
 
 
 def signed_in(server) -> requests.Session:
@@ -131,6 +132,51 @@ def test_user_text_with_html_renders_as_text(server, unique_name):
     assert SCRIPT not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "script-src 'self'" in session.get(
         f"{server.endpoint_url}/console/models").headers["content-security-policy"]
+
+
+def test_tuning_pages_list_a_job_and_show_its_trials_and_best(server, tmp_path):
+    from sagemaker.tuner import CategoricalParameter
+    from tuning_helpers import estimator, fresh_name, trials, tuner, wait_tuning
+
+    client = server.client("sagemaker")
+    job = tuner(estimator(sdk_session(), tmp_path), {"kind": CategoricalParameter(["a", "c"])},
+                strategy="Grid", max_jobs=2, max_parallel_jobs=2)
+    name = fresh_name("console-tune")
+    job.fit(wait=False, job_name=name)
+    description = wait_tuning(client, name)
+    assert description["HyperParameterTuningJobStatus"] == "Completed"
+    best = description["BestTrainingJob"]["TrainingJobName"]
+    summaries = trials(client, name)
+    assert len(summaries) == 2
+    session = signed_in(server)
+    listing = session.get(f"{server.endpoint_url}/console/tuning",
+                          params={"status": "Completed", "name": name})
+    assert listing.status_code == 200 and f'href="/console/tuning/{name}"' in listing.text
+    assert "Tuning jobs" in session.get(f"{server.endpoint_url}/console/jobs").text
+    html = session.get(f"{server.endpoint_url}/console/tuning/{name}").text
+    trials_table = html.split('id="trials"', 1)[1].split("</table>", 1)[0]
+    for item in summaries:
+        value = item["FinalHyperParameterTuningJobObjectiveMetric"]["Value"]
+        assert f'href="/console/jobs/training/{item["TrainingJobName"]}"' in trials_table
+        assert f"{value:.4g}" in trials_table
+    # Sorted by the objective, best (Maximize) first; the best job is linked on its own.
+    assert trials_table.index(best) == min(trials_table.index(item["TrainingJobName"])
+                                           for item in summaries)
+    assert f'href="/console/jobs/training/{best}"' in html.split('id="best"', 1)[1][:400]
+    assert 'class="chart"' in html and "<polyline" in html and "Stop tuning job" not in html
+    # A running job refreshes itself and offers Stop, which goes through the API.
+    running = tuner(estimator(sdk_session(), tmp_path, epochs=200, pause=0.2),
+                    {"kind": CategoricalParameter(["a"])}, strategy="Grid", max_jobs=1,
+                    max_parallel_jobs=1)
+    stoppable = fresh_name("console-stop")
+    running.fit(wait=False, job_name=stoppable)
+    html = session.get(f"{server.endpoint_url}/console/tuning/{stoppable}").text
+    assert 'id="tuning-live" data-live="1"' in html and "Stop tuning job" in html
+    answer = session.post(f"{server.endpoint_url}/console/tuning/{stoppable}/stop",
+                          data={"csrf": csrf_of(html)}, allow_redirects=False)
+    assert answer.status_code == 303
+    assert client.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=stoppable)[
+        "HyperParameterTuningJobStatus"] in ("Stopping", "Stopped")
 
 
 # --- in the browser ----------------------------------------------------------------------

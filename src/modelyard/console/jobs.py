@@ -87,7 +87,8 @@ def list_jobs(view: View) -> tuple[str, Safe]:
     tabs = el("nav", el("ul", *(el("li", link(url("/console/jobs", type=key), f.label + " jobs",
                                                   aria_current="page" if key == family.key
                                                   else None))
-                                for key, f in FAMILIES.items())), class_="tabs",
+                                for key, f in FAMILIES.items()),
+                         el("li", link("/console/tuning", "Tuning jobs"))), class_="tabs",
               aria_label="Job types")
     filters = el("form",
                  el("input", type="hidden", name="type", value=family.key),
