@@ -4,7 +4,7 @@ capture, invocation / latency / error charts from the metrics store and its rece
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from starlette.routing import Route
 
@@ -12,12 +12,11 @@ from ..api.errors import AwsError
 from ..cloudwatch.statistics import statistic_series
 from .charts import line_chart
 from .html import Safe, definition_list, el, link, number, pager, s3_link, seg, status, table, when
-from .page import View, breadcrumbs, heading, page
+from .page import View, breadcrumbs, filter_form, heading, list_request, page
 
 if TYPE_CHECKING:
     from ..platform import Platform
 
-PAGE_SIZE = 50
 NAMESPACE = "AWS/SageMaker"
 WINDOW_SECONDS = 3 * 3600
 RUNNING = ("Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting")
@@ -29,21 +28,12 @@ def endpoint_url(name: str) -> str:
 
 def list_endpoints(view: View) -> tuple[str, Safe]:
     token, name = view.arg("token"), view.arg("name")
-    request: dict[str, Any] = {"MaxResults": PAGE_SIZE, "SortBy": "CreationTime",
-                               "SortOrder": "Descending"}
-    if token:
-        request["NextToken"] = token
-    if name:
-        request["NameContains"] = name
-    result = view.call("sagemaker", "ListEndpoints", request)
+    result = view.call("sagemaker", "ListEndpoints", list_request(view, NameContains="name"))
     rows = [[link(endpoint_url(item["EndpointName"]), item["EndpointName"]),
              status(item.get("EndpointStatus")), when(item.get("CreationTime")),
              when(item.get("LastModifiedTime"))]
             for item in result.get("Endpoints", [])]
-    filters = el("form", el("label", "Name contains ",
-                            el("input", name="name", value=name, type="search")),
-                 el("button", "Filter", type="submit"), method="get", class_="filters")
-    return "Endpoints", el("section", heading("Endpoints"), filters,
+    return "Endpoints", el("section", heading("Endpoints"), filter_form(view),
                            table(["Endpoint", "Status", "Created", "Last modified"], rows,
                                  empty="No endpoints yet.", id="endpoints"),
                            pager("/console/endpoints", result.get("NextToken"), name=name,

@@ -14,12 +14,11 @@ from ..store.metrics import MetricStore
 from .charts import line_chart
 from .html import (Safe, definition_list, duration, el, link, pager, s3_link, seg, status,
                    table, url, when)
-from .page import View, action, breadcrumbs, done, heading, page
+from .page import View, action, breadcrumbs, done, filter_form, heading, list_request, page
 
 if TYPE_CHECKING:
     from ..platform import Platform
 
-PAGE_SIZE = 50
 LOG_LINES = 300
 
 
@@ -65,15 +64,8 @@ def _family(key: str) -> Family:
 def list_jobs(view: View) -> tuple[str, Safe]:
     family = _family(view.arg("type", "training"))
     token, name, state = view.arg("token"), view.arg("name"), view.arg("status")
-    request: dict[str, Any] = {"MaxResults": PAGE_SIZE, "SortBy": "CreationTime",
-                               "SortOrder": "Descending"}
-    if token:
-        request["NextToken"] = token
-    if name:
-        request["NameContains"] = name
-    if state:
-        request["StatusEquals"] = state
-    result = view.call("sagemaker", f"List{family.noun}s", request)
+    result = view.call("sagemaker", f"List{family.noun}s",
+                       list_request(view, NameContains="name", StatusEquals="status"))
     now = view.now()
     rows = []
     for item in result.get(family.list_member, []):
@@ -90,15 +82,7 @@ def list_jobs(view: View) -> tuple[str, Safe]:
                                 for key, f in FAMILIES.items()),
                          el("li", link("/console/tuning", "Tuning jobs"))), class_="tabs",
               aria_label="Job types")
-    filters = el("form",
-                 el("input", type="hidden", name="type", value=family.key),
-                 el("label", "Name contains ", el("input", name="name", value=name,
-                                                  type="search")),
-                 el("label", "Status ",
-                    el("select", el("option", "any", value=""),
-                       *(el("option", s, value=s, selected=s == state)
-                         for s in family.statuses), name="status")),
-                 el("button", "Filter", type="submit"), method="get", class_="filters")
+    filters = filter_form(view, statuses=family.statuses, hidden={"type": family.key})
     running = any(item.get(family.status_field) in RUNNING
                   for item in result.get(family.list_member, []))
     body = el("section", heading(f"{family.label} jobs"), tabs, filters,

@@ -294,3 +294,39 @@ def _signin_form(request: Request, message: str, status: int = 200) -> Response:
     response = _html(layout("Sign in", body, session=None), status)
     auth.set_cookie(response, request, auth.SIGNIN_COOKIE, token, 3600)
     return response
+
+
+# --- list pages ----------------------------------------------------------------------------
+
+PAGE_SIZE = 50  # rows per list page
+
+
+def list_request(view: View, **filters: str) -> dict[str, Any]:
+    """A ``List*`` request for a list page: newest first, one page, from the page's ``token``.
+
+    ``filters`` maps a request member to the query argument that fills it, e.g.
+    ``NameContains="name"``; an empty argument leaves its member out."""
+    request: dict[str, Any] = {"MaxResults": PAGE_SIZE, "SortBy": "CreationTime",
+                               "SortOrder": "Descending"}
+    for member, argument in (("NextToken", "token"), *filters.items()):
+        if view.arg(argument):
+            request[member] = view.arg(argument)
+    return request
+
+
+def filter_form(view: View, *, label: str = "Name contains ", argument: str = "name",
+                statuses: tuple[str, ...] = (), hidden: dict[str, str] | None = None) -> Safe:
+    """The GET form above a list: a name field and, given ``statuses``, a status choice."""
+    state = view.arg("status")
+    fields: list[Any] = [el("input", type="hidden", name=key, value=value)
+                         for key, value in (hidden or {}).items()]
+    fields.append(el("label", label, el("input", name=argument, value=view.arg(argument),
+                                        type="search")))
+    if statuses:
+        fields.append(el("label", "Status ",
+                         el("select", el("option", "any", value=""),
+                            *(el("option", s, value=s, selected=s == state) for s in statuses),
+                            name="status")))
+    return el("form", *fields, el("button", "Filter", type="submit"), method="get",
+              class_="filters")
+

@@ -14,12 +14,12 @@ from ..pipelines.definition import PipelineDefinition, parse_definition
 from .charts import dag
 from .html import (Safe, definition_list, duration, el, link, pager, seg, status, table, url,
                    when)
-from .page import View, action, breadcrumbs, done, heading, page
+from .page import (PAGE_SIZE, View, action, breadcrumbs, done, filter_form, heading,
+                   list_request, page)
 
 if TYPE_CHECKING:
     from ..platform import Platform
 
-PAGE_SIZE = 50
 RUNNING = ("Executing", "Stopping")
 
 
@@ -34,20 +34,13 @@ def execution_url(pipeline: str, arn: str) -> str:
 def list_pipelines(view: View) -> tuple[str, Safe]:
     token = view.arg("token")
     prefix = view.arg("prefix")
-    request: dict[str, Any] = {"MaxResults": PAGE_SIZE, "SortBy": "CreationTime",
-                               "SortOrder": "Descending"}
-    if token:
-        request["NextToken"] = token
-    if prefix:
-        request["PipelineNamePrefix"] = prefix
-    result = view.call("sagemaker", "ListPipelines", request)
+    result = view.call("sagemaker", "ListPipelines",
+                       list_request(view, PipelineNamePrefix="prefix"))
     rows = [[link(pipeline_url(item["PipelineName"]), item["PipelineName"]),
              item.get("PipelineDescription") or "", when(item.get("CreationTime")),
              when(item.get("LastExecutionTime"))]
             for item in result.get("PipelineSummaries", [])]
-    search = el("form", el("label", "Name starts with ",
-                           el("input", name="prefix", value=prefix, type="search")),
-                el("button", "Filter", type="submit"), method="get", class_="filters")
+    search = filter_form(view, label="Name starts with ", argument="prefix")
     return "Pipelines", el("section", heading("Pipelines"), search,
                            table(["Name", "Description", "Created", "Last run"], rows,
                                  empty="No pipelines yet.", id="pipelines"),

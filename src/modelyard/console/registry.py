@@ -11,12 +11,12 @@ from starlette.routing import Route
 
 from ..api.errors import AwsError
 from .html import Safe, definition_list, el, link, pager, s3_link, seg, status, table, url, when
-from .page import View, action, breadcrumbs, done, heading, page
+from .page import (PAGE_SIZE, View, action, breadcrumbs, done, filter_form, heading,
+                   list_request, page)
 
 if TYPE_CHECKING:
     from ..platform import Platform
 
-PAGE_SIZE = 50
 MAX_REPORT_BYTES = 256 * 1024
 
 
@@ -30,21 +30,13 @@ def package_url(arn: str) -> str:
 
 def list_groups(view: View) -> tuple[str, Safe]:
     token, name = view.arg("token"), view.arg("name")
-    request: dict[str, Any] = {"MaxResults": PAGE_SIZE, "SortBy": "CreationTime",
-                               "SortOrder": "Descending"}
-    if token:
-        request["NextToken"] = token
-    if name:
-        request["NameContains"] = name
-    result = view.call("sagemaker", "ListModelPackageGroups", request)
+    result = view.call("sagemaker", "ListModelPackageGroups",
+                       list_request(view, NameContains="name"))
     rows = [[link(group_url(item["ModelPackageGroupName"]), item["ModelPackageGroupName"]),
              item.get("ModelPackageGroupDescription") or "", when(item.get("CreationTime")),
              status(item.get("ModelPackageGroupStatus"))]
             for item in result.get("ModelPackageGroupSummaryList", [])]
-    filters = el("form", el("label", "Name contains ",
-                            el("input", name="name", value=name, type="search")),
-                 el("button", "Filter", type="submit"), method="get", class_="filters")
-    return "Model registry", el("section", heading("Model registry"), filters,
+    return "Model registry", el("section", heading("Model registry"), filter_form(view),
                                 table(["Group", "Description", "Created", "Status"], rows,
                                       empty="No model package groups yet.", id="groups"),
                                 pager("/console/models", result.get("NextToken"), name=name,

@@ -13,12 +13,11 @@ from .charts import line_chart
 from .html import (Safe, definition_list, duration, el, epoch, link, number, pager, seg,
                    status, table, url, when)
 from .jobs import FAMILIES, job_url
-from .page import View, action, breadcrumbs, done, heading, page
+from .page import View, action, breadcrumbs, done, filter_form, heading, list_request, page
 
 if TYPE_CHECKING:
     from ..platform import Platform
 
-PAGE_SIZE = 50
 TRIALS = 100  # the most ListTrainingJobsForHyperParameterTuningJob gives in one page
 STATUSES = ("InProgress", "Completed", "Failed", "Stopping", "Stopped", "Deleting",
             "DeleteFailed")
@@ -39,15 +38,8 @@ def tabs() -> Safe:
 
 def list_tuning(view: View) -> tuple[str, Safe]:
     token, name, state = view.arg("token"), view.arg("name"), view.arg("status")
-    request: dict[str, Any] = {"MaxResults": PAGE_SIZE, "SortBy": "CreationTime",
-                               "SortOrder": "Descending"}
-    if token:
-        request["NextToken"] = token
-    if name:
-        request["NameContains"] = name
-    if state:
-        request["StatusEquals"] = state
-    result = view.call("sagemaker", "ListHyperParameterTuningJobs", request)
+    result = view.call("sagemaker", "ListHyperParameterTuningJobs",
+                       list_request(view, NameContains="name", StatusEquals="status"))
     summaries = result.get("HyperParameterTuningJobSummaries", [])
     now = view.now()
     rows = []
@@ -62,14 +54,7 @@ def list_tuning(view: View) -> tuple[str, Safe]:
                      when(item.get("CreationTime")),
                      duration(item.get("CreationTime"), None if job_state in RUNNING
                               else item.get("HyperParameterTuningEndTime"), now)])
-    filters = el("form",
-                 el("label", "Name contains ", el("input", name="name", value=name,
-                                                  type="search")),
-                 el("label", "Status ",
-                    el("select", el("option", "any", value=""),
-                       *(el("option", s, value=s, selected=s == state) for s in STATUSES),
-                       name="status")),
-                 el("button", "Filter", type="submit"), method="get", class_="filters")
+    filters = filter_form(view, statuses=STATUSES)
     running = any(item.get("HyperParameterTuningJobStatus") in RUNNING for item in summaries)
     body = el("section", heading("Tuning jobs"), tabs(), filters,
               el("div", table(["Name", "Status", "Strategy", "Completed trials", "Created",
