@@ -28,10 +28,9 @@ sys.path.insert(0, str(HERE.parent / "src"))
 sys.path.insert(0, str(HERE))
 
 import requests  # noqa: E402
-from search import ACCOUNT, training_document  # noqa: E402
+from search import ACCOUNT, server_store, training_document  # noqa: E402
 from server_process import ACCESS_KEY, SECRET_KEY, ServerProcess  # noqa: E402
 
-from modelyard.store.db import Database  # noqa: E402
 from modelyard.store.resources import ResourceStore  # noqa: E402
 
 DEFINITION = (HERE.parent / "tests" / "data" / "ticket_pipeline_definition.json").read_text()
@@ -109,9 +108,7 @@ def main() -> None:
         try:
             rng = random.Random(7)
             now = time.time()
-            url = server.extra_env.get("MODELYARD_DATABASE_URL") or \
-                f"sqlite:///{Path(data_dir) / 'metadata.sqlite3'}"
-            store = ResourceStore(Database(url))
+            store = server_store(server, data_dir)
             started = time.perf_counter()
             insert(store, "TrainingJob", [training_document(i, rng, now)
                                           for i in range(args.count)],

@@ -105,6 +105,13 @@ def baseline(documents: list[dict]) -> list[str]:
     return [d["TrainingJobName"] for d in hits[:10]]
 
 
+def server_store(server: ServerProcess, data_dir: str) -> ResourceStore:
+    """The resource store of a running benchmark server, opened beside it (to insert rows)."""
+    url = server.extra_env.get("MODELYARD_DATABASE_URL") or \
+        f"sqlite:///{Path(data_dir) / 'metadata.sqlite3'}"
+    return ResourceStore(Database(url))
+
+
 def timed(call) -> tuple[float, object]:
     started = time.perf_counter()
     result = call()
@@ -122,9 +129,7 @@ def main() -> None:
             rng = random.Random(7)
             now = time.time()
             documents = [training_document(index, rng, now) for index in range(args.jobs)]
-            url = server.extra_env.get("MODELYARD_DATABASE_URL") or \
-                f"sqlite:///{Path(data_dir) / 'metadata.sqlite3'}"
-            store = ResourceStore(Database(url))
+            store = server_store(server, data_dir)
             started = time.perf_counter()
             for start in range(0, len(documents), 1000):
                 store.create_many(
