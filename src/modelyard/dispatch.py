@@ -20,8 +20,13 @@ if TYPE_CHECKING:
 
 
 def call(platform: "Platform", service: str, operation: str, request: dict[str, Any], *,
-         caller: str = "modelyard") -> dict[str, Any]:
-    """Run ``service``'s ``operation`` with ``request``; AwsError on a bad request."""
+         caller: str = "modelyard",
+         internal: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run ``service``'s ``operation`` with ``request``; AwsError on a bad request.
+
+    ``internal`` reaches the handler as ``ctx.internal`` (e.g. the tuning job a trial's
+    training job belongs to), outside the validated request, so no client can set it.
+    """
     from .services import find_handler
 
     model = operation_model(service, operation)
@@ -32,5 +37,6 @@ def call(platform: "Platform", service: str, operation: str, request: dict[str, 
     if handler is None:
         raise not_implemented(service, operation)
     params = parse_input(model.input_shape, request)
-    ctx = RequestContext(platform, uuid.uuid4().hex, service, operation, caller)
+    ctx = RequestContext(platform, uuid.uuid4().hex, service, operation, caller,
+                         dict(internal or {}))
     return handler(ctx, params)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..platform import Platform
@@ -16,6 +17,9 @@ class RequestContext:
     service: str  # botocore service name: "sagemaker", "s3", "logs", ...
     operation: str
     access_key_id: str = ""
+    # Facts only a caller inside the server can give (``dispatch.call(..., internal=...)``);
+    # requests from the wire always have none, whatever their body says.
+    internal: Mapping[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
     @property
     def settings(self):  # noqa: ANN201 - Settings; kept loose to avoid an import cycle

@@ -5,7 +5,8 @@ scaling policies driven by CloudWatch alarms, scheduled actions.
 store.py keeps the state, policies.py checks policies and manages target tracking's
 alarms, scaling.py changes capacity (activities, UpdateEndpointWeightsAndCapacities),
 scheduled.py runs scheduled actions, runner.py is the background loop and the alarm
-action's delivery handler; services/autoscaling.py holds the API handlers.
+action's delivery handler, endpoints.py what UpdateEndpoint and DeleteEndpoint do to scaled
+variants; services/autoscaling.py holds the API handlers.
 """
 
 from __future__ import annotations

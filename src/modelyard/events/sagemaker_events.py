@@ -5,6 +5,10 @@ each create with a status). Kinds map to AWS's detail types:
 
 - TrainingJob, ProcessingJob, TransformJob: "SageMaker <Training|Processing|Transform> Job
   State Change", the detail being the job's Describe document;
+- HyperParameterTuningJob: "SageMaker HyperParameter Tuning Job State Change", the detail
+  being DescribeHyperParameterTuningJob's document (TrainingJobDefinition(s),
+  TrainingJobStatusCounters, ObjectiveStatusCounters, BestTrainingJob, ...) with Tags as a
+  map, as the developer guide's example shows;
 - ModelPackage: "SageMaker Model Package State Change" (its status here is the approval
   status, so an approval emits one), the detail being DescribeModelPackage's document;
 - Endpoint: "SageMaker Endpoint State Change", the detail being DescribeEndpoint's with
@@ -43,7 +47,7 @@ _JOB_EVENTS = {
 }
 _TIME_MEMBERS = ("CreationTime", "LastModifiedTime", "TrainingStartTime", "TrainingEndTime",
                  "ProcessingStartTime", "ProcessingEndTime", "TransformStartTime",
-                 "TransformEndTime", "StartTime", "EndTime")
+                 "TransformEndTime", "StartTime", "EndTime", "HyperParameterTuningEndTime")
 # Step metadata members and the stepType the event names.
 _STEP_TYPES = {"TrainingJob": "Training", "ProcessingJob": "Processing",
                "TransformJob": "Transform", "Condition": "Condition", "Fail": "Fail",
@@ -88,6 +92,24 @@ def _job(platform: "Platform", old_status: str | None, resource: "Resource") -> 
         detail["EndpointStatus"] = re.sub(r"(?<!^)(?=[A-Z])", "_",
                                           detail["EndpointStatus"]).upper()
     return _JOB_EVENTS[resource.kind], detail, [resource.arn]
+
+
+def _tuning_job(platform: "Platform", old_status: str | None, resource: "Resource") -> "Built":
+    from ..tuning.records import derived
+
+    document = dict(resource.document)
+    document.update(derived(document, platform.clock.now()))
+    tags = document.pop("Tags", None) or []
+    detail = _public(document)
+    detail["Tags"] = {item["Key"]: item["Value"] for item in tags} \
+        if isinstance(tags, list) else dict(tags)
+    for member in ("BestTrainingJob", "OverallBestTrainingJob", "TuningJobCompletionDetails"):
+        summary = detail.get(member)
+        if isinstance(summary, dict):
+            detail[member] = {key: int(value * 1000) if key.endswith("Time")
+                              and isinstance(value, (int, float)) else value
+                              for key, value in summary.items()}
+    return ("SageMaker HyperParameter Tuning Job State Change", detail, [resource.arn])
 
 
 def _model_package(platform: "Platform", old_status: str | None, resource: "Resource") -> "Built":
@@ -168,6 +190,7 @@ _BUILDERS = {
     "ProcessingJob": _job,
     "TransformJob": _job,
     "Endpoint": _job,
+    "HyperParameterTuningJob": _tuning_job,
     "ModelPackage": _model_package,
     "PipelineExecution": _pipeline_execution,
     "PipelineExecutionStep": _pipeline_step,

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..api.context import RequestContext
 from ..api.errors import AwsError, validation_error
+from ..autoscaling import endpoints as autoscaling_endpoints
 from ..hosting.controller import CURRENT_KEY, KIND, TARGET_KEY, variant_summaries
 from ..hosting.deployment_config import check_deployment_config
 from ..hosting.shadow import shadow_summaries
@@ -145,6 +146,8 @@ def update_endpoint(ctx: RequestContext, request: dict[str, Any]) -> dict[str, A
     deployment_config = _deployment_config(ctx, request, deployment, found.document)
     if deployment_config:
         deployment["DeploymentConfig"] = deployment_config
+    # Application Auto Scaling refuses to retype or remove a scaled variant.
+    autoscaling_endpoints.check_update(ctx.platform, found.name, current, deployment)
     _mark_updating(ctx, found, deployment, also=("UpdateRollbackFailed",))
     return {"EndpointArn": found.arn}
 
@@ -210,6 +213,8 @@ def _mark_updating(ctx: RequestContext, found: Resource, deployment: dict[str, A
 def delete_endpoint(ctx: RequestContext, request: dict[str, Any]) -> dict[str, Any]:
     found = find_endpoint(ctx, request["EndpointName"])
     now = ctx.now
+    # As AWS does, Application Auto Scaling deregisters the variants' scalable targets.
+    autoscaling_endpoints.deregister_endpoint(ctx.platform, found.name)
 
     def change(resource: Resource) -> dict[str, Any]:
         return {**resource.document, "EndpointStatus": "Deleting", "__status__": "Deleting",

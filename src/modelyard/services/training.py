@@ -60,6 +60,8 @@ def create_training_job(ctx: RequestContext, request: dict[str, Any]) -> dict[st
         "LastModifiedTime": now,
         "ModelArtifacts": {"S3ModelArtifacts": ""},
     }
+    if ctx.internal.get("TuningJobArn"):  # a tuning job's trial (tuning/loop.py)
+        document["TuningJobArn"] = ctx.internal["TuningJobArn"]
     ctx.platform.resources.create(KIND, name, arn, document, now=now, status="InProgress",
                                   already_exists=lambda: job_exists(LABEL, arn))
     ctx.platform.executor.submit(KIND, name)

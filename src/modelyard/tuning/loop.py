@@ -313,19 +313,25 @@ class TuningLoop(PollingLoop):
 
         definition = self._definition(document, record.get("Definition"))
         request = training_job_request(definition, record)
+        tuning_arn = document["HyperParameterTuningJobArn"]
         try:
-            call(self.platform, "sagemaker", "CreateTrainingJob", request)
+            # TuningJobArn is in the job's record from its creation (and its first event).
+            call(self.platform, "sagemaker", "CreateTrainingJob", request,
+                 internal={"TuningJobArn": tuning_arn})
         except AwsError as error:
             if error.code != "ResourceInUse":
                 record["FailureReason"] = f"ClientError: {error.message}"
                 record["ErrorClass"] = "NonRetryableError"
                 self._end(search, record, "Failed", None, "fail")
                 return
-        tuning_arn = document["HyperParameterTuningJobArn"]
-        self.platform.resources.update(
-            TRAINING_KIND, record["TrainingJobName"],
-            lambda resource: {**resource.document, "TuningJobArn": tuning_arn},
-            now=self.platform.clock.now(), missing=lambda: AwsError("ResourceNotFound", ""))
+            existing = self.platform.resources.get(TRAINING_KIND, record["TrainingJobName"])
+            if existing is not None and not existing.document.get("TuningJobArn"):
+                # Created by an older modelyard that wrote the ARN only afterwards.
+                self.platform.resources.update(
+                    TRAINING_KIND, record["TrainingJobName"],
+                    lambda resource: {**resource.document, "TuningJobArn": tuning_arn},
+                    now=self.platform.clock.now(),
+                    missing=lambda: AwsError("ResourceNotFound", ""))
 
     # -- writing ----------------------------------------------------------------------
 
