@@ -136,7 +136,10 @@ def upload_directory(objects: ObjectStore, source: Path, uri: str, *, now: float
         if path.is_file() and not path.is_symlink():
             relative = path.relative_to(source).as_posix()
             target = location.child(relative)
-            objects.put_file(target.bucket, target.key, path, now=now)
+            try:
+                objects.put_file(target.bucket, target.key, path, now=now)
+            except AwsError as error:
+                raise JobDataError(f"Cannot write {target.uri}: {error.message}") from None
             count += 1
     return count
 

@@ -25,6 +25,8 @@ from .runtime_metrics import builtin_extractors
 from .sandbox import Sandbox, SandboxUnavailable, start_in_sandbox
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from ..platform import Platform
 
 log = logging.getLogger("modelyard.training")
@@ -146,16 +148,23 @@ def _upload_artifacts(platform: "Platform", name: str, job: dict, sandbox: Sandb
     fields: dict[str, Any] = {}
     # Each tarball is written once, straight into the store (see model_tarball.py).
     model = output.child("model.tar.gz")
-    store_directory_tarball(objects, sandbox.host_path("model"), model.bucket, model.key, now=now)
+    _store_tarball(platform, sandbox.host_path("model"), model, now)
     fields["ModelArtifacts"] = {"S3ModelArtifacts": model.uri}
     data_dir = sandbox.host_path("output/data")
     if directory_has_files(data_dir):
-        data = output.child("output.tar.gz")
-        store_directory_tarball(objects, data_dir, data.bucket, data.key, now=now)
+        _store_tarball(platform, data_dir, output.child("output.tar.gz"), now)
     checkpoints = job.get("CheckpointConfig")
     if checkpoints and directory_has_files(sandbox.host_path("checkpoints")):
         upload_directory(objects, sandbox.host_path("checkpoints"), checkpoints["S3Uri"], now=now)
     return fields
+
+
+def _store_tarball(platform: "Platform", directory: "Path", target: S3Location, now: float) -> None:
+    """Pack ``directory`` into ``target``; JobDataError (the job fails) if it cannot be written."""
+    try:
+        store_directory_tarball(platform.objects, directory, target.bucket, target.key, now=now)
+    except AwsError as error:
+        raise JobDataError(f"Cannot write {target.uri}: {error.message}") from None
 
 
 def _stage_source(platform: "Platform", uri: str, sandbox: Sandbox) -> None:
