@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..store.resources import ListQuery
+from .job_records import fail_unfinished
 
 if TYPE_CHECKING:
     from ..platform import Platform
@@ -101,6 +102,15 @@ class Executor:
         for _ in self._workers:
             self._queue.put(None)
 
+    def _fail(self, handle: JobHandle, error: Exception) -> None:
+        """A runner crashed: the job ends Failed, never InProgress for ever."""
+        reason = (f"InternalServerError: modelyard could not run the job "
+                  f"({type(error).__name__}: {error}); the server log has the details.")
+        try:
+            fail_unfinished(self.platform, handle.kind, handle.name, reason[:1024])
+        except Exception:  # noqa: BLE001 - e.g. the store is gone while shutting down
+            log.exception("could not mark %s %s failed", handle.kind, handle.name)
+
     def _all(self, kind: str, status: str):
         token = None
         while True:
@@ -118,8 +128,9 @@ class Executor:
                 return
             try:
                 self.kinds[handle.kind].runner(self.platform, handle.name, handle)
-            except Exception:  # noqa: BLE001 - a runner bug must not kill the slot
+            except Exception as error:  # noqa: BLE001 - a runner bug must not kill the slot
                 log.exception("the runner of %s %s failed", handle.kind, handle.name)
+                self._fail(handle, error)
             finally:
                 with self._lock:
                     if self._handles.get((handle.kind, handle.name)) is handle:

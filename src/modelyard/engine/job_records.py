@@ -62,3 +62,25 @@ def failure_reason(failure_file_text: str | None, tail: list[str], returncode: i
 
 def _shorten(text: str, limit: int = 1024) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def fail_unfinished(platform: "Platform", kind: str, name: str, reason: str) -> None:
+    """Mark a job Failed with ``reason`` unless it already ended (its runner crashed).
+
+    ``kind`` is the resource kind ("TrainingJob", ...): its status field is
+    ``<kind>Status`` and its end time ``<Training|Processing|Transform>EndTime``.
+    """
+    status_field, end_field = f"{kind}Status", f"{kind.removesuffix('Job')}EndTime"
+    now = platform.clock.now()
+
+    def change(document: dict[str, Any]) -> None:
+        if document.get(status_field) not in ("InProgress", "Stopping"):
+            return
+        document[status_field] = "Failed"
+        document[end_field] = now
+        document["FailureReason"] = reason
+        if "SecondaryStatus" in document:
+            add_transition(document, "Failed", reason, now)
+            document["SecondaryStatus"] = "Failed"
+
+    update_job(platform, kind, name, change, status_field=status_field)
