@@ -1,8 +1,8 @@
 """The web console, served at ``/console/`` by the same server as the API.
 
 Server-rendered pages, one small module per resource family (home, pipelines, jobs,
-tuning, registry, endpoints, objects), each giving its routes; page.py holds what they share
-(the sign-in check, the layout, CSRF-checked actions that run operations through
+tuning, registry, endpoints, monitoring, alarms, objects), each giving its routes; page.py
+holds what they share (the sign-in check, the layout, CSRF-checked actions that run operations through
 ``modelyard.dispatch.call``), auth.py the signed session cookie, html.py escaping, and
 charts.py the server-drawn SVG. static/ has the one stylesheet and the one script (live
 updates by polling the page itself); there is no build step.
@@ -27,7 +27,8 @@ STATIC_TYPES = {"console.css": "text/css; charset=utf-8",
 
 def routes(platform: "Platform") -> list[BaseRoute]:
     """The console's routes, mounted by app.py before the API's catch-all route."""
-    from . import endpoints, home, jobs, objects, pipelines, registry, tuning
+    from . import (alarms, endpoints, home, jobs, monitoring, objects, pipelines, registry,
+                   tuning)
     from .page import signin_page
 
     show, submit, signout = signin_page(platform)
@@ -39,7 +40,8 @@ def routes(platform: "Platform") -> list[BaseRoute]:
         Route("/console/signout", signout, methods=["POST"]),
         Route("/console/static/{name}", _static, methods=["GET", "HEAD"]),
     ]
-    for module in (home, pipelines, jobs, tuning, registry, endpoints, objects):
+    for module in (home, pipelines, jobs, tuning, registry, endpoints, monitoring, alarms,
+                   objects):
         assembled += module.routes(platform)
     return assembled
 

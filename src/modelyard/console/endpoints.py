@@ -1,5 +1,6 @@
 """Endpoints: the list, and an endpoint's variants (weights, instance counts), data
-capture, invocation / latency / error charts from the metrics store and its recent log."""
+capture, invocation / latency / error charts from the metrics store, the alarms watching it,
+a link to its monitoring schedules, and its recent log."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from starlette.routing import Route
 
 from ..api.errors import AwsError
 from ..cloudwatch.statistics import statistic_series
+from .alarms import endpoint_alarms
 from .charts import line_chart
 from .html import Safe, definition_list, el, link, number, pager, s3_link, seg, status, table, when
+from .monitoring import endpoint_link as endpoint_monitoring_link
 from .page import View, breadcrumbs, filter_form, heading, list_request, page
 
 if TYPE_CHECKING:
@@ -89,6 +92,8 @@ def show_endpoint(view: View) -> tuple[str, Safe]:
                        id="variants"),
                  id="endpoint-live", data_live="1" if state in RUNNING else None),
               el("h2", "Traffic (last 3 hours)"), el("div", *charts, class_="charts"),
+              el("h2", "Alarms"), endpoint_alarms(view, name),
+              el("p", endpoint_monitoring_link(name)),
               el("h2", "Recent log"), _log(view, name),
               el("p", el("small", "ARN: ", endpoint.get("EndpointArn")), class_="mono"))
     return name, body

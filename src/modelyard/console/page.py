@@ -45,6 +45,7 @@ SECURITY_HEADERS = {
 }
 NAV = [("/console/", "Home"), ("/console/pipelines", "Pipelines"), ("/console/jobs", "Jobs"),
        ("/console/models", "Models"), ("/console/endpoints", "Endpoints"),
+       ("/console/monitoring", "Monitoring"), ("/console/alarms", "Alarms"),
        ("/console/objects", "Objects")]
 
 
