@@ -100,4 +100,4 @@ def wait_status(sagemaker, schedule: str, status: str) -> dict:
         found = sagemaker.describe_monitoring_schedule(MonitoringScheduleName=schedule)
         return found if found["MonitoringScheduleStatus"] == status else None
 
-    return wait_for(ready, f"schedule {schedule} to be {status}", 30)
+    return wait_for(ready, f"schedule {schedule} to be {status}", 60)

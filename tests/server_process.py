@@ -61,6 +61,7 @@ class ServerProcess:
 
     @classmethod
     def start(cls, data_dir: Path, port: int | None = None, **extra_env: str) -> "ServerProcess":
+        chosen = port is None
         port = port or free_port()
         Path(data_dir).mkdir(parents=True, exist_ok=True)
         database_url = postgres_database_for(Path(data_dir))
@@ -81,7 +82,15 @@ class ServerProcess:
             env=env, stdout=log, stderr=subprocess.STDOUT,
         )
         server = cls(Path(data_dir), port, process, log_path, extra_env)
-        server.wait_until_healthy()
+        try:
+            server.wait_until_healthy()
+        except RuntimeError:
+            # Another process took the free port between free_port() and the server's bind
+            # (a busy machine running tests in parallel): start again on another one.
+            if chosen and server.process.poll() is not None and "address already in use" in \
+                    log_path.read_text(errors="replace").lower():
+                return cls.start(data_dir, **extra_env)
+            raise
         return server
 
     @property

@@ -15,6 +15,7 @@ class Received:
     path: str
     headers: dict[str, str]  # lower-cased names
     body: str
+    status: int = 200  # what the subscriber answered
 
     @property
     def json(self) -> dict[str, Any]:
@@ -39,10 +40,12 @@ class Subscriber:
                 length = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(length).decode("utf-8")
                 with owner._lock:
+                    status = owner.status
                     owner.received.append(Received(
-                        self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+                        self.path, {k.lower(): v for k, v in self.headers.items()}, body,
+                        status))
                     owner._lock.notify_all()
-                self.send_response(owner.status)
+                self.send_response(status)
                 self.send_header("content-length", "0")
                 self.end_headers()
 
@@ -66,7 +69,7 @@ class Subscriber:
         self._server.shutdown()
         self._server.server_close()
 
-    def wait_for(self, message_type: str, count: int = 1, timeout: float = 30) -> list[Received]:
+    def wait_for(self, message_type: str, count: int = 1, timeout: float = 60) -> list[Received]:
         """The first ``count`` messages of ``message_type``, waiting up to ``timeout``."""
         deadline = time.monotonic() + timeout
         with self._lock:

@@ -113,7 +113,7 @@ def outbox(server: ServerProcess) -> list[dict]:
     return [json.loads(line) for line in listing.stdout.splitlines() if line.strip()]
 
 
-def wait_until(check, timeout: float = 60, what: str = "the condition"):
+def wait_until(check, timeout: float = 180, what: str = "the condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = check()

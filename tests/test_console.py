@@ -200,7 +200,7 @@ def browser_page(server, screenshots):
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         context = browser.new_context(viewport={"width": 1280, "height": 800})
-        context.set_default_timeout(30_000)
+        context.set_default_timeout(90_000)  # a loaded machine runs the jobs slowly
         page = context.new_page()
         page.alerts = []  # type: ignore[attr-defined]
 
@@ -297,10 +297,10 @@ def test_pipeline_run_approval_and_stop_in_the_browser(server, browser_page, scr
     # Stop a running job from its page (started with the pipeline, to overlap the waits);
     # its log line with HTML is shown as text.
     page.goto(f"{base}/console/jobs/processing/{job}")
-    page.locator("#log", has_text=SCRIPT).wait_for(timeout=60_000)
+    page.locator("#log", has_text=SCRIPT).wait_for(timeout=120_000)
     shot(page, screenshots, "processing-job-running")
     page.get_by_role("button", name="Stop job").click()
-    page.wait_for_selector("#job-live[data-status='Stopped']", timeout=60_000)
+    page.wait_for_selector("#job-live[data-status='Stopped']", timeout=120_000)
     assert server.client("sagemaker").describe_processing_job(
         ProcessingJobName=job)["ProcessingJobStatus"] == "Stopped"
 

@@ -59,16 +59,28 @@ def wait_for_records(s3, prefix: str, count: int) -> list[dict]:
         time.sleep(0.5)
 
 
-def wait_until_stable(s3, prefix: str, quiet: float = 12.0) -> list[dict]:
-    """For sampled capture, whose count is unknown: until nothing new for > one flush."""
+MARKER = "1000000"  # the first CSV field of the marker invocations below
+
+
+def is_marker(record: dict) -> bool:
+    return record["captureData"]["endpointInput"]["data"].split(",")[0] == MARKER
+
+
+def records_before_a_marker(s3, prefix: str, send_marker) -> list[dict]:
+    """For sampled capture, whose count is unknown: send marker invocations one at a time
+    (each may be sampled out) until one is captured. Capture is written first in, first out,
+    so by then every earlier invocation's record is in S3, however slow the machine.
+    Returns the records without the markers'."""
     deadline = time.monotonic() + CAPTURE_TIMEOUT
-    records, since = read_records(s3, prefix), time.monotonic()
-    while time.monotonic() - since < quiet and time.monotonic() < deadline:
-        time.sleep(1)
-        now = read_records(s3, prefix)
-        if len(now) != len(records):
-            records, since = now, time.monotonic()
-    return records
+    while True:
+        send_marker()
+        retry = time.monotonic() + 8.0  # over one flush interval (5 s): sampled out, likely
+        while time.monotonic() < retry:
+            records = read_records(s3, prefix)
+            if any(is_marker(record) for record in records):
+                return [record for record in records if not is_marker(record)]
+            assert time.monotonic() < deadline, "no marker invocation was ever captured"
+            time.sleep(0.5)
 
 
 KEY = re.compile(r"^capture/full/{endpoint}/AllTraffic/(\d{{4}})/(\d{{2}})/(\d{{2}})/(\d{{2}})/"
@@ -184,7 +196,8 @@ def test_capture_at_50_percent_through_the_sdk_input_only(clients):
         calls = 400
         for index in range(calls):
             predictor.predict([index, 1])
-        records = wait_until_stable(s3, f"capture/half/{name}/")
+        records = records_before_a_marker(s3, f"capture/half/{name}/",
+                                          lambda: predictor.predict([int(MARKER), 1]))
         # Binomial(400, 0.5): mean 200, sd 10; +-60 is six standard deviations.
         assert 140 <= len(records) <= 260, len(records)
         for record in records:
@@ -195,7 +208,8 @@ def test_capture_at_50_percent_through_the_sdk_input_only(clients):
         # The SDK's own S3 helpers list and read the files.
         uris = S3Downloader.list(f"{destination}/{name}/AllTraffic")
         assert uris and all(uri.endswith(".jsonl") for uri in uris)
-        lines = [line for uri in uris for line in S3Downloader.read_file(uri).splitlines()]
+        lines = [line for uri in uris for line in S3Downloader.read_file(uri).splitlines()
+                 if not is_marker(json.loads(line))]
         assert len(lines) == len(records)
         assert all(json.loads(line)["eventVersion"] == "0" for line in lines)
     finally:

@@ -447,7 +447,7 @@ def test_kill_9_leaves_no_model_server_and_the_endpoint_serves_again(tmp_path):
         assert pids and all(alive(pid) for pid in pids)
     finally:
         server.kill()
-    wait_for_gone(pids, timeout=30)  # PR_SET_PDEATHSIG: nothing outlives the server
+    wait_for_gone(pids, timeout=60)  # PR_SET_PDEATHSIG: nothing outlives the server
 
     restarted = ServerProcess.start(tmp_path / "data", port=server.port)
     try:
@@ -462,7 +462,7 @@ def test_kill_9_leaves_no_model_server_and_the_endpoint_serves_again(tmp_path):
         assert len(streams) == 2  # one instance before the kill, one after
     finally:
         restarted.stop()
-    wait_for_gone(fresh, timeout=30)
+    wait_for_gone(fresh, timeout=60)
     assert os.path.exists(tmp_path / "data")
 
 
@@ -524,7 +524,7 @@ def test_an_instance_that_dies_is_replaced(server, sagemaker_client, s3, unique_
     for pid in servers:
         os.kill(pid, 9)
     runtime = server.client("sagemaker-runtime")
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180  # a new model server starts: slow on a loaded machine
     while True:
         urls = instance_urls(server, unique_name)
         if len(urls) == 2:

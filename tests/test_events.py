@@ -418,10 +418,12 @@ def test_rate_and_cron_rules_fire_when_the_clock_says_so(tmp_path):
     try:
         sagemaker, events = server.client("sagemaker"), server.client("events")
         minutely, weekly = tiny_pipeline(sagemaker, "minutely"), tiny_pipeline(sagemaker, "weekly")
-        # A rate counts from the rule's creation: every jump below lands 5 s past one of
-        # its firing times, so the next firing stays almost a minute away while we look.
+        # A rate counts from the rule's creation: every jump below lands half a period past
+        # one of its firing times, so neither a slow PutRule nor a slow restart (a loaded
+        # machine) brings the next firing into the window while we look.
+        period = 600
         anchor = time.time()
-        events.put_rule(Name="every-minute", ScheduleExpression="rate(1 minute)")
+        events.put_rule(Name="every-minute", ScheduleExpression="rate(10 minutes)")
         events.put_targets(Rule="every-minute", Targets=[{"Id": "p", "Arn": minutely}])
         events.put_rule(Name="sunday-retrain", ScheduleExpression="cron(0 2 ? * SUN *)")
         events.put_targets(Rule="sunday-retrain", Targets=[{"Id": "p", "Arn": weekly}])
@@ -436,16 +438,16 @@ def test_rate_and_cron_rules_fire_when_the_clock_says_so(tmp_path):
 
         time.sleep(1.0)
         assert counts() == (0, 0)
-        move_clock(clock, anchor + 65 - time.time())  # a minute later: the rate rule fires
+        move_clock(clock, anchor + 1.5 * period - time.time())  # the rate rule fires
         settle((1, 0))
-        # Jump to Sunday 02:00:30 (days later): the cron rule fires once, the rate rule
-        # fires once, not once per missed minute.
-        sunday = next_sunday_2am(datetime.now(timezone.utc) + timedelta(minutes=5)).timestamp()
-        target = anchor + 5 + 60 * ((sunday - anchor) // 60 + 1)  # Sunday 02:00:0x-02:01:0x
+        # Jump to Sunday just after 02:00 (days later): the cron rule fires once, the rate
+        # rule fires once, not once per missed period.
+        sunday = next_sunday_2am(datetime.now(timezone.utc) + timedelta(minutes=30)).timestamp()
+        target = anchor + period / 2 + period * ((sunday - anchor) // period + 1)  # 02:05-02:15
         move_clock(clock, target - time.time())
         settle((2, 1))
         (weekly_start,) = executions(sagemaker, "weekly")
-        assert weekly_start["StartTime"].weekday() == 6
+        assert weekly_start["StartTime"].astimezone(timezone.utc).weekday() == 6
         # A restart keeps each rule's next firing time: nothing fires on start ...
         server.stop()
         server = ServerProcess.start(tmp_path / "data", port=server.port,
@@ -458,7 +460,7 @@ def test_rate_and_cron_rules_fire_when_the_clock_says_so(tmp_path):
         settle((3, 2))
         # A disabled rule does not fire.
         events.disable_rule(Name="every-minute")
-        move_clock(clock, target + 7 * 86400 + 600 - time.time())
+        move_clock(clock, target + 7 * 86400 + period - time.time())
         time.sleep(1.5)
         assert counts() == (3, 2)
     finally:

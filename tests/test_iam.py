@@ -371,7 +371,10 @@ def test_a_server_keeps_the_account_id_the_code_hard_codes(tmp_path, monkeypatch
 
     server = ServerProcess.start(tmp_path / "data", MODELYARD_ACCOUNT_ID=HARD_CODED_ACCOUNT)
     try:
-        monkeypatch.setenv("AWS_ENDPOINT_URL", server.endpoint_url)
+        # All of the client settings: under xdist this may be a worker's first test, before
+        # the session server's fixture exported any.
+        for name, value in server.client_env().items():
+            monkeypatch.setenv(name, value)
         assert server.client("sts").get_caller_identity()["Account"] == HARD_CODED_ACCOUNT
         role_arn = f"arn:aws:iam::{HARD_CODED_ACCOUNT}:role/SageMakerRole"
         created = server.client("iam").create_role(

@@ -46,7 +46,7 @@ def lam(server):
     return server.client("lambda", read_timeout=120)
 
 
-def wait_for(predicate, timeout: float = 60.0, interval: float = 0.2):
+def wait_for(predicate, timeout: float = 120.0, interval: float = 0.2):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
@@ -323,10 +323,19 @@ def test_event_invoke_survives_kill_9_and_failures_are_retried_twice(tmp_path):
         time.sleep(1.0)
         assert attempts() == 1  # the retry waits a minute of the server's clock
         for offset, expected in ((61, 2), (200, 3)):
-            partial = offset_file.with_suffix(".tmp")
-            partial.write_text(str(offset))
-            os.replace(partial, offset_file)
-            wait_for(lambda: attempts() == expected)
+            # The object shows an attempt before its failure is recorded; a loaded server
+            # may record it after the jump, scheduling the retry a backoff (<= 120 s) past
+            # the new time: then a second jump brings that retry due.
+            for jump in (offset, offset + 130):
+                partial = offset_file.with_suffix(".tmp")
+                partial.write_text(str(jump))
+                os.replace(partial, offset_file)
+                try:
+                    wait_for(lambda: attempts() == expected, timeout=30)
+                    break
+                except AssertionError:
+                    if jump != offset:
+                        raise
         partial = offset_file.with_suffix(".tmp")
         partial.write_text("1000")
         os.replace(partial, offset_file)

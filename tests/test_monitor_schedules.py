@@ -64,6 +64,17 @@ def next_hour(clock) -> float:
     return (math.floor(clock.now() / HOUR) + 1) * HOUR
 
 
+def fresh_hour(clock) -> float:
+    """Set the server clock one minute into a new hour; the end of that hour.
+
+    A schedule created next has its first hour boundary almost an hour of real time away,
+    whatever the wall clock's minute (no boundary slips in while the test looks).
+    """
+    fire = next_hour(clock) + HOUR
+    clock.goto(fire - HOUR + 60)
+    return fire
+
+
 def test_job_definitions_create_describe_list_delete(env):
     _, _, sagemaker, _, _ = env
     arn = sagemaker.create_data_quality_job_definition(**definition("dq-crud"))["JobDefinitionArn"]
@@ -159,6 +170,7 @@ def test_schedule_requests_sagemaker_refuses(env):
 def test_hourly_schedule_runs_each_hour_on_its_window(env):
     _, clock, sagemaker, s3, destination = env
     sagemaker.create_data_quality_job_definition(**definition("dq-hourly"))
+    fire = fresh_hour(clock)
     arn = schedule(sagemaker, "hourly", "dq-hourly")
     described = wait_status(sagemaker, "hourly", "Scheduled")
     assert described["MonitoringScheduleArn"] == arn
@@ -168,7 +180,6 @@ def test_hourly_schedule_runs_each_hour_on_its_window(env):
                           JobDefinitionName="dq-hourly")
     assert code == "ResourceInUse" and "hourly" in message
 
-    fire = next_hour(clock)
     write_capture(s3, destination, "monitored", fire - HOUR, ROWS)
     write_capture(s3, destination, "monitored", fire - 2 * HOUR, ROWS)  # outside the window
     clock.goto(fire - 30)
@@ -295,7 +306,7 @@ def test_a_now_schedule_with_an_inline_job_runs_once_on_its_window(env):
                 "Environment": {"publish_cloudwatch_metrics": "Disabled"},
                 "RoleArn": ROLE}})
     [execution] = wait_executions(sagemaker, "once", 1)
-    assert abs(execution["ScheduledTime"].timestamp() - now) < 30
+    assert now - 1 <= execution["ScheduledTime"].timestamp() <= clock.now()
     assert execution["MonitoringType"] == "DataQuality"
     assert "MonitoringJobDefinitionName" not in execution
     job_name = execution["ProcessingJobArn"].split("/")[-1]
@@ -337,9 +348,9 @@ def test_schedules_and_executions_survive_a_restart(tmp_path):
         s3.create_bucket(Bucket=BUCKET)
         capture_endpoint(sagemaker, s3, BUCKET, "monitored")
         sagemaker.create_data_quality_job_definition(**definition("dq-restart"))
+        fire = fresh_hour(clock)
         schedule(sagemaker, "durable", "dq-restart")
         wait_status(sagemaker, "durable", "Scheduled")
-        fire = next_hour(clock)
         clock.goto(fire + 2)
         wait_executions(sagemaker, "durable", 1)
         server.kill()
@@ -360,6 +371,7 @@ def test_update_keeps_or_replaces_the_schedule_and_alerts_list_empty(env):
     _, clock, sagemaker, _, _ = env
     sagemaker.create_data_quality_job_definition(**definition("dq-update-a"))
     sagemaker.create_data_quality_job_definition(**definition("dq-update-b"))
+    fire = fresh_hour(clock)
     schedule(sagemaker, "updated", "dq-update-a", "cron(0 5 ? * * *)")
     wait_status(sagemaker, "updated", "Scheduled")
     sagemaker.update_monitoring_schedule(
@@ -385,7 +397,6 @@ def test_update_keeps_or_replaces_the_schedule_and_alerts_list_empty(env):
         "ScheduleConfig": {"ScheduleExpression": "cron(0 * ? * * *)"},
         "MonitoringJobDefinitionName": "dq-update-b", "MonitoringType": "DataQuality"})
     wait_status(sagemaker, "updated", "Scheduled")
-    fire = next_hour(clock)
     clock.goto(fire + 2)
     [execution] = wait_executions(sagemaker, "updated", 1)
     assert execution["MonitoringJobDefinitionName"] == "dq-update-b"

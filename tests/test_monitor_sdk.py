@@ -74,6 +74,9 @@ def test_default_model_monitor_hourly_schedule(env, tmp_path):
     constraints = monitor.suggested_constraints().body_dict
     assert {f["name"] for f in constraints["features"]} == {"score", "amount", "channel"}
 
+    # A fresh hour on the server's clock: no hour boundary passes before `first` by itself.
+    first = (math.floor(clock.now() / HOUR) + 2) * HOUR
+    clock.goto(first - HOUR + 60)
     monitor.create_monitoring_schedule(
         monitor_schedule_name=SCHEDULE, endpoint_input=ENDPOINT,
         output_s3_uri=f"s3://{bucket}/reports",
@@ -87,7 +90,6 @@ def test_default_model_monitor_hourly_schedule(env, tmp_path):
     assert monitor.list_executions() == []
 
     # Hour 1: the baseline's own traffic, clean. Hour 2: `amount` shifted by 3 sd.
-    first = (math.floor(clock.now() / HOUR) + 1) * HOUR
     write_capture(s3, destination, ENDPOINT, first - HOUR, rows_of(baseline))
     clock.goto(first + 2)
     [clean] = wait_executions(sm, SCHEDULE, 1, timeout=240)

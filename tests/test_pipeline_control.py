@@ -40,13 +40,13 @@ def steps_of(client, arn: str) -> dict[str, dict]:
         PipelineExecutionArn=arn)["PipelineExecutionSteps"]}
 
 
-def finished(client, arn: str, timeout: float = 60) -> dict:
+def finished(client, arn: str, timeout: float = 300) -> dict:
     return wait_for_status(lambda: client.describe_pipeline_execution(PipelineExecutionArn=arn),
                            "PipelineExecutionStatus", {"Succeeded", "Failed", "Stopped"}, timeout)
 
 
 def waiting_callback(client, arn: str, step: str) -> str:
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         record = steps_of(client, arn).get(step)
         if record and record["StepStatus"] == "Executing":
@@ -102,7 +102,7 @@ def test_stop_ends_running_jobs_and_the_execution(sagemaker_client, unique_name)
         processing_step("After", "pass", DependsOn=["Slow"]),
     ])
     arn = start(sagemaker_client, unique_name)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120
     while steps_of(sagemaker_client, arn).get("Slow", {}).get("StepStatus") != "Executing":
         assert time.monotonic() < deadline
         time.sleep(0.1)

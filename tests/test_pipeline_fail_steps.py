@@ -39,7 +39,7 @@ def run_to_the_end(client, pipeline) -> tuple[dict, dict[str, dict]]:
     execution = pipeline.start()
     final = wait_for_status(lambda: client.describe_pipeline_execution(
         PipelineExecutionArn=execution.arn), "PipelineExecutionStatus",
-        {"Succeeded", "Failed", "Stopped"}, timeout=60)
+        {"Succeeded", "Failed", "Stopped"}, timeout=180)
     steps = {step["StepName"]: step for step in execution.list_steps()}
     return final, steps
 

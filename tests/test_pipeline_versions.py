@@ -42,7 +42,7 @@ def reported(client, execution_arn: str) -> str:
     """Wait for the execution to end; the message its Fail step reported."""
     wait_for_status(lambda: client.describe_pipeline_execution(
         PipelineExecutionArn=execution_arn), "PipelineExecutionStatus",
-        {"Succeeded", "Failed", "Stopped"}, timeout=60)
+        {"Succeeded", "Failed", "Stopped"}, timeout=180)
     steps = {step["StepName"]: step for step in client.list_pipeline_execution_steps(
         PipelineExecutionArn=execution_arn)["PipelineExecutionSteps"]}
     return steps["Report"]["Metadata"]["Fail"]["ErrorMessage"]

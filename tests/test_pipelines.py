@@ -226,8 +226,10 @@ def test_execution_survives_a_server_kill_during_training(tmp_path):
     import os
 
     server = ServerProcess.start(tmp_path / "data")
-    shared_endpoint = os.environ["AWS_ENDPOINT_URL"]
-    os.environ["AWS_ENDPOINT_URL"] = server.endpoint_url
+    # Its own server for the SDK (the session server's settings may not be exported yet:
+    # under xdist this can be a worker's first test).
+    saved = dict(os.environ)
+    os.environ.update(server.client_env())
     try:
         session = sdk_session()
         bucket = session.default_bucket()
@@ -237,7 +239,7 @@ def test_execution_survives_a_server_kill_during_training(tmp_path):
         pipeline.upsert(role_arn=session.get_caller_identity_arn())
         execution = pipeline.start(parameters={"AccuracyThreshold": 0.0, "Epochs": 40})
         client = server.client("sagemaker")
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             steps = {step["StepName"]: step for step in client.list_pipeline_execution_steps(
                 PipelineExecutionArn=execution.arn)["PipelineExecutionSteps"]}
@@ -251,7 +253,7 @@ def test_execution_survives_a_server_kill_during_training(tmp_path):
             client = restarted.client("sagemaker")
             wait_for_status(lambda: client.describe_pipeline_execution(
                 PipelineExecutionArn=execution.arn), "PipelineExecutionStatus",
-                {"Succeeded", "Failed", "Stopped"}, timeout=180)
+                {"Succeeded", "Failed", "Stopped"}, timeout=600)
             final = client.describe_pipeline_execution(PipelineExecutionArn=execution.arn)
             assert final["PipelineExecutionStatus"] == "Succeeded", final.get("FailureReason")
             steps = {step["StepName"]: step for step in client.list_pipeline_execution_steps(
@@ -262,4 +264,6 @@ def test_execution_survives_a_server_kill_during_training(tmp_path):
         finally:
             restarted.stop()
     finally:
-        os.environ["AWS_ENDPOINT_URL"] = shared_endpoint
+        server.stop()  # (killed above, unless the test failed before)
+        os.environ.clear()
+        os.environ.update(saved)

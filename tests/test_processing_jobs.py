@@ -134,10 +134,10 @@ def test_runtime_limit_ends_the_job(server, sagemaker_client, unique_name):
     started = time.monotonic()
     create_job(sagemaker_client, unique_name, bucket, "import time; time.sleep(120)", max_runtime=1)
     job = wait_for_status(describe(sagemaker_client, unique_name), "ProcessingJobStatus",
-                          {"Completed", "Failed", "Stopped"}, timeout=60)
+                          {"Completed", "Failed", "Stopped"}, timeout=110)
     assert job["ProcessingJobStatus"] == "Failed"
     assert "MaxRuntimeInSeconds" in job["FailureReason"]
-    assert time.monotonic() - started < 30
+    assert time.monotonic() - started < 90  # well before the script's 120 s (a loaded machine)
 
 
 def test_stop_request_stops_the_process_tree(server, sagemaker_client, unique_name):
@@ -147,7 +147,7 @@ def test_stop_request_stops_the_process_tree(server, sagemaker_client, unique_na
                "print('working', flush=True); time.sleep(300)")
     create_job(sagemaker_client, unique_name, bucket, command)
     logs = server.client("logs")
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180
     while time.monotonic() < deadline:  # wait until the script runs
         found = logs.filter_log_events(logGroupName="/aws/sagemaker/ProcessingJobs",
                                        logStreamNamePrefix=unique_name + "/", filterPattern="working")
@@ -156,7 +156,7 @@ def test_stop_request_stops_the_process_tree(server, sagemaker_client, unique_na
         time.sleep(0.2)
     sagemaker_client.stop_processing_job(ProcessingJobName=unique_name)
     job = wait_for_status(describe(sagemaker_client, unique_name), "ProcessingJobStatus",
-                          {"Stopped", "Failed", "Completed"}, timeout=60)
+                          {"Stopped", "Failed", "Completed"}, timeout=180)
     assert job["ProcessingJobStatus"] == "Stopped"
     # Outputs written before the stop are uploaded, as SageMaker does.
     s3 = server.client("s3")
@@ -227,7 +227,7 @@ def test_a_job_interrupted_by_a_server_kill_runs_again_after_restart(tmp_path):
     try:
         client = restarted.client("sagemaker")
         job = wait_for_status(describe(client, "survivor"), "ProcessingJobStatus",
-                              {"Completed", "Failed", "Stopped"}, timeout=60)
+                              {"Completed", "Failed", "Stopped"}, timeout=180)
         assert job["ProcessingJobStatus"] == "Completed", job.get("FailureReason")
         body = restarted.client("s3").get_object(Bucket="restart-bucket", Key="survivor/out/done.txt")
         assert body["Body"].read() == b"finished"

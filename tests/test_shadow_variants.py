@@ -30,7 +30,9 @@ PAYLOAD = json.dumps([[1.0, 2.0]])
 TIMEOUT = 90  # metrics flush every 10 s, capture every 5 s; generous for a loaded machine
 GOOD_CALLS = 30
 TROUBLED_CALLS = 80  # the first 40 must go out within CRASH_AFTER s (0.5 s on 2 cores)
-CRASH_AFTER = 3.0
+# Long enough that, on a loaded machine, the first 40 calls go out before the shadow crashes
+# and a slow call (< CRASH_AFTER / 2) is told apart from one held by the shadow.
+CRASH_AFTER = 6.0
 
 # Holds each request CRASH_AFTER seconds, then kills its own model server.
 CRASHING_PY = '''

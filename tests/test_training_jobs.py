@@ -252,10 +252,10 @@ def test_failing_script_reports_its_exception(server, session, sagemaker_client,
 def test_runtime_limit_stops_the_job(server, session, sagemaker_client, unique_name):
     # Long enough for script mode to start and save under a loaded machine, far below 300 s.
     request = script_job(server, session.default_bucket(), unique_name, SLEEPER,
-                         StoppingCondition={"MaxRuntimeInSeconds": 6})
+                         StoppingCondition={"MaxRuntimeInSeconds": 10})
     sagemaker_client.create_training_job(**request)
     job = wait_for_status(describe(sagemaker_client, unique_name), "TrainingJobStatus",
-                          {"Completed", "Failed", "Stopped"}, timeout=60)
+                          {"Completed", "Failed", "Stopped"}, timeout=180)
     assert (job["TrainingJobStatus"], job["SecondaryStatus"]) == ("Stopped", "MaxRuntimeExceeded")
     files = read_tarball(server.client("s3"), job["ModelArtifacts"]["S3ModelArtifacts"])
     assert files["partial.txt"] == b"saved"  # what the job saved before the limit is kept
@@ -268,7 +268,7 @@ def test_stop_request_stops_training(server, session, sagemaker_client, unique_n
     sagemaker_client.stop_training_job(TrainingJobName=unique_name)
     assert describe(sagemaker_client, unique_name)()["TrainingJobStatus"] in ("Stopping", "Stopped")
     job = wait_for_status(describe(sagemaker_client, unique_name), "TrainingJobStatus",
-                          {"Completed", "Failed", "Stopped"}, timeout=60)
+                          {"Completed", "Failed", "Stopped"}, timeout=180)
     assert (job["TrainingJobStatus"], job["SecondaryStatus"]) == ("Stopped", "Stopped")
     listed = sagemaker_client.list_training_jobs(NameContains=unique_name, StatusEquals="Stopped")
     assert [item["TrainingJobName"] for item in listed["TrainingJobSummaries"]] == [unique_name]
@@ -320,7 +320,7 @@ def test_training_interrupted_by_a_server_kill_completes_after_restart(tmp_path)
     try:
         client = restarted.client("sagemaker")
         job = wait_for_status(describe(client, "interrupted"), "TrainingJobStatus",
-                              {"Completed", "Failed", "Stopped"}, timeout=90)
+                              {"Completed", "Failed", "Stopped"}, timeout=180)
         assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
         messages = [item["StatusMessage"] for item in job["SecondaryStatusTransitions"]]
         assert any("restarted" in message for message in messages)

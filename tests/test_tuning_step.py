@@ -233,7 +233,7 @@ def test_a_tuning_step_property_path_is_checked_and_a_bad_request_fails_the_step
     # MinValue 0 on a Logarithmic range: the tuning job is refused, and the step says why.
     client.create_pipeline(PipelineName=unique_name, RoleArn=ROLE, PipelineDefinition=definition(tune))
     arn = client.start_pipeline_execution(PipelineName=unique_name)["PipelineExecutionArn"]
-    assert wait_execution(client, arn, timeout=60)["PipelineExecutionStatus"] == "Failed"
+    assert wait_execution(client, arn, timeout=180)["PipelineExecutionStatus"] == "Failed"
     step = steps_of(client, arn)["Tune"]
     assert step["StepStatus"] == "Failed"
     assert step["FailureReason"].startswith("ValidationException")

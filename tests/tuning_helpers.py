@@ -64,7 +64,7 @@ def tuner(estimator, ranges: dict, **options):  # noqa: ANN001, ANN201
 
 
 def wait_tuning(client, name: str, wanted=("Completed", "Stopped", "Failed"),
-                timeout: float = 120) -> dict:
+                timeout: float = 300) -> dict:
     deadline = time.monotonic() + timeout
     while True:
         description = client.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
@@ -77,7 +77,7 @@ def wait_tuning(client, name: str, wanted=("Completed", "Stopped", "Failed"),
         time.sleep(0.25)
 
 
-def wait_counters(client, name: str, ready, timeout: float = 120) -> dict:
+def wait_counters(client, name: str, ready, timeout: float = 300) -> dict:
     """Poll until ``ready(description)`` holds, e.g. enough trials completed."""
     deadline = time.monotonic() + timeout
     while True:
