@@ -15,11 +15,13 @@ ticket per request (``application/json``, k=1) at concurrency 1 and 16:
 - ``model.predict`` in this process.
 
 Prints requests/s, p50 and p99, the gateway's p50 overhead over the direct call, the
-modelyard server's CPU time per InvokeEndpoint (from /proc; the figure least disturbed by
-other load), and the server's HTTP parser: uvicorn uses httptools when it is installed,
-else the pure-Python h11 (about 0.3 ms more CPU per call). Client, gateway and model
-servers share the machine's cores, so the figures are a floor, and on the 2-core
-development machine they swing by 2x and more with other engineers' tests.
+modelyard server's CPU time per InvokeEndpoint and the direct model server's per call (from
+/proc; less disturbed by other load than latencies, though the server's background threads
+count too), and the server's HTTP parser: uvicorn uses httptools when it is installed,
+else the pure-Python h11 (about 0.3 ms more CPU per call). ``--client-loop uvloop`` runs
+the load client (both paths) on uvloop, leaving more of the shared cores to the servers.
+Client, gateway and model servers share the machine's cores, so the figures are a floor,
+and on the 2-core development machine they swing by 2x and more with other engineers' tests.
 
 Measured 2026-12-01 (``--seconds 3``), before the serving fast path (h11, load 0.2):
 p50 overhead +1.18 ms at concurrency 1; at 16: 1,641 req/s, p99 15.7 ms; server CPU per
@@ -39,6 +41,35 @@ With httptools on an idle machine (load 0.5, before the code changes) it was +0.
 the edge with h11. p99 <= 10 ms at 16 was not shown: at 16 the gateway is CPU-bound (one
 event loop; ~0.1 ms of its ~0.4 ms per call is modelyard's own code, the rest uvicorn,
 asyncio and loopback socket calls), and its tail follows whatever else runs on the cores.
+
+2026-12-01, serving-latency pass (issue 8): what changed, with the figures that other
+load does not blur (the machine's load average was 6-30 throughout, from other engineers'
+test suites, so no latency figure of that afternoon means anything):
+
+- responses leave the gateway in one write (``api/http_protocol.py``: uvicorn's httptools
+  protocol holding the head until the body), uvicorn's proxy-headers middleware is off,
+  the request id comes from ``random`` rather than ``os.urandom``, the upstream connection
+  keeps its loop: system calls of the server process per InvokeEndpoint at concurrency 16
+  (``strace -c -f``) 15.1 -> 9.8 (write 3.05 -> 2.02, getrandom 1.02 -> 0, getpid 4.1 ->
+  3.1, futex 3.9 -> 1.8);
+- ``gc.freeze()`` after start-up (kept): a full collection of a started server walks
+  ~127,000 objects, 100-110 ms of CPU during which all requests in flight wait; frozen,
+  0.1 ms. Under load the gateway itself collects rarely (about one generation-0 pass a
+  second, a generation-1 pass of 4-9 ms every 10 s or so);
+- the model server runs on uvloop and freezes what loading the model made: its CPU per
+  direct call at concurrency 16, 0.151 / 0.126 ms -> 0.094 / 0.105 ms in the least loaded
+  interleaved pairs (medians over all nine pairs, at load up to 30: 0.145 -> 0.163 ms);
+- the per-request metrics update is one dict lookup and counters (``hosting/metrics.py``),
+  the response headers are built directly (``runtime._InvocationResponse``), the SigV4
+  secret lookup and S3 host suffixes are computed once.
+
+Gateway main-thread CPU per InvokeEndpoint (/proc, three interleaved pairs, load 8-14):
+concurrency 1, 0.65 / 0.44 / 0.80 ms -> 0.53 / 0.42 / 0.33 ms; concurrency 16, 0.54 /
+0.40 ms -> 0.47 / 0.44 / 0.47 ms. The p99 <= 10 ms target at 16 was not shown: on an idle
+machine the lead's figures before these changes were p50 5.2-6.1 ms, p99 13.6-15.1 ms;
+the gateway's background polling threads (monitor schedules, autoscaling, deliveries,
+tuning, inference experiments, pipelines) took about 60 ms of CPU a second under load,
+and the GIL with it: each time, a stall of every request in flight.
 """
 
 from __future__ import annotations
@@ -217,7 +248,14 @@ def main() -> None:
     parser.add_argument("--botocore-signer", action="store_true",
                         help="sign with botocore's SigV4Auth (more client CPU) instead of the "
                              "lean signer")
+    parser.add_argument("--client-loop", choices=("asyncio", "uvloop"), default="asyncio",
+                        help="the load client's event loop (both paths); uvloop leaves more "
+                             "of the shared cores to the servers under test")
     args = parser.parse_args()
+    if args.client_loop == "uvloop":
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     with tempfile.TemporaryDirectory(prefix="bench-invoke-") as scratch:
         model_dir = train_model(Path(scratch))
         server = ServerProcess.start(Path(scratch) / "data")
@@ -231,7 +269,7 @@ def main() -> None:
                             "--port", str(port)],
                            port, {**os.environ, "SAGEMAKER_BIND_TO_PORT": str(port),
                                   "OMP_NUM_THREADS": "1"})
-            gateway_cpu = []
+            gateway_cpu, model_cpu = [], []
             for concurrency in (1, 16):
                 before = cpu_seconds(server.process.pid)
                 rate, p50, p99 = load_signed(server.port, concurrency, args.seconds,
@@ -240,8 +278,11 @@ def main() -> None:
                 # The warm-up half second is in the CPU time too.
                 gateway_cpu.append((concurrency, spent / (rate * (args.seconds + 0.5))))
                 rows.append(("InvokeEndpoint via modelyard", concurrency, rate, p50, p99))
-                rows.append(("model server /invocations", concurrency,
-                             *load(port, concurrency, args.seconds)))
+                before = cpu_seconds(direct.pid)
+                rate, p50, p99 = load(port, concurrency, args.seconds)
+                spent = cpu_seconds(direct.pid) - before
+                model_cpu.append((concurrency, spent / (rate * (args.seconds + 0.5))))
+                rows.append(("model server /invocations", concurrency, rate, p50, p99))
             rows.append(("model.predict in-process", 1, *in_process(model_dir, args.seconds)))
         finally:
             if direct is not None:
@@ -259,12 +300,16 @@ def main() -> None:
     for concurrency, per_request in gateway_cpu:
         print(f"modelyard server CPU per InvokeEndpoint at concurrency {concurrency}: "
               f"{per_request * 1e3:.3f} ms")
+    for concurrency, per_request in model_cpu:
+        print(f"model server CPU per direct /invocations at concurrency {concurrency}: "
+              f"{per_request * 1e3:.3f} ms")
     import importlib.util
 
     print("server HTTP parser: " + ("httptools" if importlib.util.find_spec("httptools")
                                     else "h11 (pip install httptools for the faster one)")
           + ("; event loop: uvloop" if importlib.util.find_spec("uvloop") else "")
-          + f"; client signer: {'botocore' if args.botocore_signer else 'lean'}")
+          + f"; client signer: {'botocore' if args.botocore_signer else 'lean'}"
+          + f"; client loop: {args.client_loop}")
 
 
 if __name__ == "__main__":

@@ -6,8 +6,9 @@ SageMaker publishes, per endpoint and variant (dimensions ``EndpointName``,
 ``ModelLatency`` and ``OverheadLatency`` (Microseconds), and ``ModelSetupTime``
 (Microseconds, written by the endpoint controller through ``record_model_setup_time``).
 
-The request path only adds numbers to a dict under a lock; every ``FLUSH_INTERVAL_SECONDS``
-(and on ``close``) a background thread writes what accumulated as statistic sets to
+The request path only adds to one variant-minute's counters under a lock; every
+``FLUSH_INTERVAL_SECONDS`` (and on ``close``) a background thread writes what accumulated
+as statistic sets to
 ``store.cloudwatch_metrics``, timestamped with their minute. A minute may therefore have
 several sets per metric (one per flush), which readers aggregate as CloudWatch aggregates
 several ``PutMetricData`` calls; a killed server loses at most one interval.
@@ -42,8 +43,10 @@ class _Stat:
     def add(self, value: float) -> None:
         self.count += 1
         self.total += value
-        self.minimum = min(self.minimum, value)
-        self.maximum = max(self.maximum, value)
+        if value < self.minimum:
+            self.minimum = value
+        if value > self.maximum:
+            self.maximum = value
         if self.keep:
             if self.values is None:
                 self.values = []
@@ -57,6 +60,38 @@ class _Stat:
 
         from ..cloudwatch.sketches import build
         return build(np.asarray(self.values, dtype=np.float64))
+
+
+class _Invocations:
+    """One minute of one variant's invocations, as plain counters: ``record`` is on every
+    request's path, so it updates these in place; ``flush`` turns them into the six
+    statistic sets (the 0/1 error counts' minimum and maximum follow from the counts)."""
+
+    __slots__ = ("count", "errors_4xx", "errors_5xx", "per_instance", "model", "overhead")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.errors_4xx = 0
+        self.errors_5xx = 0
+        self.per_instance = _Stat()
+        self.model = _Stat(keep=True)
+        self.overhead = _Stat(keep=True)
+
+    def stats(self) -> dict[str, _Stat]:
+        count = float(self.count)
+        stats = {"Invocations": _Stat(count, count, 1.0, 1.0),
+                 "Invocation4XXErrors": _flag_stat(count, self.errors_4xx),
+                 "Invocation5XXErrors": _flag_stat(count, self.errors_5xx),
+                 "InvocationsPerInstance": self.per_instance,
+                 "OverheadLatency": self.overhead}
+        if self.model.count:
+            stats["ModelLatency"] = self.model
+        return stats
+
+
+def _flag_stat(count: float, ones: int) -> _Stat:
+    """The statistic set of ``count`` values of which ``ones`` are 1 and the rest 0."""
+    return _Stat(count, float(ones), 0.0 if ones < count else 1.0, 1.0 if ones else 0.0)
 
 
 # (minute start, endpoint, variant, metric) -> statistic set
@@ -78,6 +113,7 @@ class InvocationMetrics:
         self.interval = interval
         self._lock = threading.Lock()
         self._stats: dict[_Key, _Stat] = {}
+        self._invocations: dict[tuple[float, str, str], _Invocations] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -92,18 +128,21 @@ class InvocationMetrics:
         """One invocation routed to ``variant`` and answered with HTTP ``status`` (as the
         client saw it). ``Invocations`` counts every one, errors included, as SageMaker's
         does; ``model_us`` is None when the model was never reached."""
-        minute = _minute(time.time() if now is None else now)
+        key = (_minute(time.time() if now is None else now), endpoint, variant)
         with self._lock:
-            self._add(minute, endpoint, variant, "Invocations", 1.0)
-            self._add(minute, endpoint, variant, "Invocation4XXErrors",
-                      1.0 if 400 <= status < 500 else 0.0)
-            self._add(minute, endpoint, variant, "Invocation5XXErrors",
-                      1.0 if status >= 500 else 0.0)
-            self._add(minute, endpoint, variant, "InvocationsPerInstance",
-                      1.0 / max(instances, 1))
+            minute = self._invocations.get(key)
+            if minute is None:
+                minute = self._invocations[key] = _Invocations()
+            minute.count += 1
+            if status >= 400:
+                if status >= 500:
+                    minute.errors_5xx += 1
+                else:
+                    minute.errors_4xx += 1
+            minute.per_instance.add(1.0 / max(instances, 1))
             if model_us is not None:
-                self._add(minute, endpoint, variant, "ModelLatency", model_us)
-            self._add(minute, endpoint, variant, "OverheadLatency", overhead_us)
+                minute.model.add(model_us)
+            minute.overhead.add(overhead_us)
 
     def record_value(self, endpoint: str, variant: str, metric: str, value: float,
                      now: float | None = None) -> None:
@@ -115,6 +154,14 @@ class InvocationMetrics:
         """Write what accumulated since the last flush; returns the statistic sets written."""
         with self._lock:
             taken, self._stats = self._stats, {}
+            invocations, self._invocations = self._invocations, {}
+        for (minute, endpoint, variant), counts in invocations.items():
+            for metric, stat in counts.stats().items():
+                key = (minute, endpoint, variant, metric)
+                if key in taken:  # record_value used an invocation metric's name
+                    _merge(taken[key], stat)
+                else:
+                    taken[key] = stat
         data = [
             MetricDatum(NAMESPACE, metric, tuple(sorted(dimensions(endpoint, variant).items())),
                         minute, stat.count, stat.total, stat.minimum, stat.maximum,
@@ -127,14 +174,7 @@ class InvocationMetrics:
             log.exception("could not write %d invocation metric sets", len(data))
             with self._lock:
                 for key, stat in taken.items():
-                    kept = self._stats.setdefault(key, _Stat())
-                    kept.count += stat.count
-                    kept.total += stat.total
-                    kept.minimum = min(kept.minimum, stat.minimum)
-                    kept.maximum = max(kept.maximum, stat.maximum)
-                    if stat.values:
-                        kept.keep = True
-                        kept.values = (kept.values or []) + stat.values
+                    _merge(self._stats.setdefault(key, _Stat()), stat)
             return 0
         return len(data)
 
@@ -155,6 +195,16 @@ class InvocationMetrics:
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             self.flush()
+
+
+def _merge(kept: _Stat, stat: _Stat) -> None:
+    kept.count += stat.count
+    kept.total += stat.total
+    kept.minimum = min(kept.minimum, stat.minimum)
+    kept.maximum = max(kept.maximum, stat.maximum)
+    if stat.values:
+        kept.keep = True
+        kept.values = (kept.values or []) + stat.values
 
 
 def _minute(timestamp: float) -> float:

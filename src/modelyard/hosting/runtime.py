@@ -153,13 +153,8 @@ class SageMakerRuntime:
             self.capture.submit(policy, endpoint.name, variant.name, inference_id=inference_id,
                                 input_type=content_type, input_data=body,
                                 output_type=out_type, output_data=upstream.body)
-        response_headers = {"x-Amzn-Invoked-Production-Variant": variant.name,
-                            "x-amzn-RequestId": request_id}
-        attributes = upstream.headers.get("x-amzn-sagemaker-custom-attributes")
-        if attributes:
-            response_headers["X-Amzn-SageMaker-Custom-Attributes"] = attributes
-        return Response(upstream.body, status_code=200, headers=response_headers,
-                        media_type=out_type)
+        return _InvocationResponse(upstream.body, out_type, variant.name, request_id,
+                                   upstream.headers.get("x-amzn-sagemaker-custom-attributes"))
 
     def _live(self, name: str) -> LiveEndpoint:
         endpoint = self.platform.live_endpoints.get(name)
@@ -198,6 +193,29 @@ class SageMakerRuntime:
             finally:
                 instance.in_flight -= 1
             return upstream, instance, (time.perf_counter() - model_started) * 1e6
+
+
+class _InvocationResponse(Response):
+    """InvokeEndpoint's answer: the model's body and ``Content-Type``, the invoked variant,
+    the request id and the model's custom attributes. The same headers, in the same order,
+    as ``Response(body, headers=..., media_type=...)`` gives, built directly: Starlette's
+    ``init_headers`` re-encodes and re-scans a mapping, on every request of the data plane."""
+
+    def __init__(self, body: bytes, content_type: str, variant: str, request_id: str,
+                 attributes: str | None) -> None:
+        self.status_code = 200
+        self.background = None
+        self.body = body
+        self.media_type = content_type
+        if content_type.startswith("text/") and "charset=" not in content_type.lower():
+            content_type += "; charset=" + self.charset
+        raw = [(b"x-amzn-invoked-production-variant", variant.encode("latin-1")),
+               (b"x-amzn-requestid", request_id.encode("latin-1"))]
+        if attributes:
+            raw.append((b"x-amzn-sagemaker-custom-attributes", attributes.encode("latin-1")))
+        raw.append((b"content-length", b"%d" % len(body)))
+        raw.append((b"content-type", content_type.encode("latin-1")))
+        self.raw_headers = raw
 
 
 def _route(method: str, raw_path: str, url_path: str) -> tuple[str, str]:

@@ -40,6 +40,7 @@ class _Connection(asyncio.Protocol):
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
         self.buffer = bytearray()
         self.answer: asyncio.Future[tuple[UpstreamResponse, bool]] | None = None
         self.head: tuple[int, dict[str, str], int] | None = None  # status, headers, body start
@@ -50,6 +51,7 @@ class _Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self.loop = asyncio.get_running_loop()  # once, not per request (a getpid() each)
         sock = transport.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -80,8 +82,8 @@ class _Connection(asyncio.Protocol):
         """Write one request; the future gives (response, whether the connection is reusable)."""
         if not self.usable:
             raise UpstreamUnavailable("the model server closed the connection without answering")
-        assert self.transport is not None
-        self.answer = asyncio.get_running_loop().create_future()
+        assert self.transport is not None and self.loop is not None
+        self.answer = self.loop.create_future()
         self.buffer.clear()
         self.head = None
         self.received_any = False
