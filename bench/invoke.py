@@ -46,12 +46,11 @@ asyncio and loopback socket calls), and its tail follows whatever else runs on t
 load does not blur (the machine's load average was 6-30 throughout, from other engineers'
 test suites, so no latency figure of that afternoon means anything):
 
-- responses leave the gateway in one write (``api/http_protocol.py``: uvicorn's httptools
-  protocol holding the head until the body), uvicorn's proxy-headers middleware is off,
-  the request id comes from ``random`` rather than ``os.urandom``, the upstream connection
-  keeps its loop: system calls of the server process per InvokeEndpoint at concurrency 16
-  (``strace -c -f``) 15.1 -> 9.8 (write 3.05 -> 2.02, getrandom 1.02 -> 0, getpid 4.1 ->
-  3.1, futex 3.9 -> 1.8);
+- uvicorn's proxy-headers middleware is off, the request id comes from ``random`` rather
+  than ``os.urandom``, the upstream connection keeps its loop (a protocol sending each
+  response's head and body in one write was tried too: it took the system calls of the
+  server process per InvokeEndpoint at concurrency 16, ``strace -c -f``, from 15.1 to 9.8,
+  but showed no latency gain and relied on uvicorn's internals, so it was left out);
 - ``gc.freeze()`` after start-up (kept): a full collection of a started server walks
   ~127,000 objects, 100-110 ms of CPU during which all requests in flight wait; frozen,
   0.1 ms. Under load the gateway itself collects rarely (about one generation-0 pass a
