@@ -138,12 +138,13 @@ def namespace_command(sandbox: Sandbox, hidden_dir: Path, cwd: str, argv: list[s
 
 def start_in_sandbox(
     sandbox: Sandbox, hidden_dir: Path, cwd: str, argv: list[str], env: dict[str, str],
-    *, cgroup_procs: Path | None = None,
+    *, cgroup_procs: Path | None = None, pass_fds: tuple[int, ...] = (),
 ) -> subprocess.Popen:
     """Start the job; its stdout and stderr arrive merged, line by line, on ``stdout``.
 
     ``cgroup_procs``: the ``cgroup.procs`` file of the job's cgroup (engine/cgroups.py),
     which the job's first process joins before it runs anything, so all of it is limited.
+    ``pass_fds``: descriptors the command inherits (``engine.warm_start``'s stub socket).
     """
     procs = os.fsencode(cgroup_procs) if cgroup_procs is not None else None
 
@@ -160,6 +161,7 @@ def start_in_sandbox(
         env=env,
         start_new_session=True,
         preexec_fn=prepare_child,
+        pass_fds=pass_fds,
     )
 
 

@@ -227,6 +227,44 @@ def mini_batches(records: list[bytes], max_bytes: int, multi: bool) -> list[tupl
     return batches
 
 
+@dataclass(frozen=True)
+class LineBatches:
+    """MultiRecord mini-batches cut straight out of a SplitType Line file's bytes."""
+
+    records: int
+    batches: list[tuple[int, int, int, int]]  # (first record, end record, first byte, end byte)
+
+
+def line_batches(data: bytes, max_bytes: int) -> LineBatches | None:
+    """What ``mini_batches(split_records(data, "Line"), max_bytes, True)`` gives, without
+    a list of records: each batch is a slice of ``data`` (ending in a newline) equal to its
+    records joined with newlines plus one. None when lines need cleaning first (a carriage
+    return, blank or whitespace-only lines, a missing final newline): use the record path.
+    A record alone over ``max_bytes`` raises FilterError as ``mini_batches`` does."""
+    if not data or not data.endswith(b"\n") or data.startswith(b"\n") or b"\n\n" in data:
+        return None
+    if any(byte in data for byte in (b"\r", b" ", b"\t", b"\x0b", b"\x0c")):
+        return None
+    batches: list[tuple[int, int, int, int]] = []
+    start, record, size = 0, 0, len(data)
+    while start < size:
+        end = data.rfind(b"\n", start, start + max_bytes) + 1 if max_bytes else size
+        if end <= start:  # the next record alone fills a batch, or is over the limit
+            end = data.index(b"\n", start) + 1
+            length = end - 1 - start
+            if length <= max_bytes:
+                batches.append((record, record + 1, start, end))
+                start, record = end, record + 1
+                continue
+            raise FilterError(f"record {record + 1} is {length} bytes, over MaxPayloadInMB "
+                              f"({max_bytes // (1024 * 1024)} MB); raise MaxPayloadInMB or "
+                              "split the file into smaller records")
+        count = data.count(b"\n", start, end)
+        batches.append((record, record + count, start, end))
+        start, record = end, record + count
+    return LineBatches(record, batches)
+
+
 def split_output(body: bytes, expected: int) -> list[bytes]:
     """A mini-batch's answer as one output per record (one per line)."""
     if expected == 1:

@@ -5,8 +5,10 @@ sandbox (``/opt/ml/model`` extracted from ``ModelDataUrl``) with SageMaker's tra
 environment (``SAGEMAKER_BATCH=true``, ``SAGEMAKER_MAX_PAYLOAD_IN_MB``,
 ``SAGEMAKER_BATCH_STRATEGY``, ``SAGEMAKER_MAX_CONCURRENT_TRANSFORMS``), then reads each
 input file in order, splits it into records (``transform_data``), posts mini-batches to
-``/invocations`` with up to ``MaxConcurrentTransforms`` requests in flight, and writes
-``<relative input path>.out`` under ``S3OutputPath``. Settings the job leaves out are asked
+``/invocations`` with up to ``MaxConcurrentTransforms`` requests in flight (MultiRecord
+over plain lines: straight slices of the file, ``transform_data.line_batches``), and writes
+``<relative input path>.out`` under ``S3OutputPath``. A built-in algorithm's server starts
+warm, forked by its framework's zygote (``warm_start``). Settings the job leaves out are asked
 of the server's ``GET /execution-parameters``, as SageMaker does. Output of the server goes
 to ``/aws/sagemaker/TransformJobs``, stream ``<job>/<instance-id>``.
 """
@@ -33,9 +35,12 @@ from .executor import JobHandle
 from .images import parse_image
 from .job_process import LogSink, job_environment
 from .job_records import update_job
-from .sandbox import Sandbox, SandboxUnavailable, start_in_sandbox, terminate
+from .sandbox import Sandbox, SandboxUnavailable, terminate
 from .transform_capture import add_inference_ids, output_format, write_manifests
-from .transform_data import DataProcessing, FilterError, mini_batches, split_output, split_records
+from .transform_data import (
+    DataProcessing, FilterError, LineBatches, line_batches, mini_batches, split_output, split_records,
+)
+from .warm_start import start_model_server, warm_up
 
 if TYPE_CHECKING:
     from ..platform import Platform
@@ -97,6 +102,9 @@ def _run(platform: "Platform", name: str, job: dict, handle: JobHandle, sandbox:
         raise TransformFailed(f"ClientError: model {job['ModelName']} has {len(containers)} "
                               "containers; modelyard transforms with single-container models.")
     container = containers[0]
+    image = parse_image(container["Image"])
+    if image is not None and not container.get("Environment", {}).get("SAGEMAKER_PROGRAM"):
+        warm_up(image.framework)  # a warm start's zygote: its imports overlap the downloads
     sandbox.create(["model", "code"])
     inputs = sandbox.root / "input"
     source = job["TransformInput"]["DataSource"]["S3DataSource"]
@@ -104,13 +112,15 @@ def _run(platform: "Platform", name: str, job: dict, handle: JobHandle, sandbox:
     download_input(platform.objects, source["S3Uri"], source["S3DataType"], inputs)
     files = sorted(p.relative_to(inputs).as_posix() for p in inputs.rglob("*") if p.is_file())
     argv, env = _prepare_server(platform, job, container, sandbox, sink)
+    framework = image.framework if image is not None else ""
     instance_type = job["TransformResources"]["InstanceType"]
     with job_memory_cgroup(platform.settings, instance_type, name, sink.write) as memory:
         server = ModelServerProcess(sandbox, platform.settings.data_dir, argv, env, sink,
-                                    memory.procs_file if memory else None)
+                                    memory.procs_file if memory else None, framework)
         try:
-            # The first file is read and split while the model server loads.
-            first = _read_records(job, inputs / files[0], files[0]) if files else []
+            # The first file is read (and cut into mini-batches) while the model server loads.
+            first = _read_input(job, inputs / files[0], files[0]) if files else None
+            early = _early_line_batches(job, first)
             server.wait_ready(handle)
             if handle.stop_requested.is_set():
                 return "Stopped"
@@ -124,7 +134,8 @@ def _run(platform: "Platform", name: str, job: dict, handle: JobHandle, sandbox:
                     if handle.stop_requested.is_set():
                         return "Stopped"
                     feeder.transform_file(inputs / relative, relative,
-                                          first if index == 0 else None)
+                                          first if index == 0 else None,
+                                          early if index == 0 else None)
             finally:
                 feeder.pool.shutdown(wait=True, cancel_futures=True)
             if handle.stop_requested.is_set():
@@ -206,15 +217,15 @@ class ModelServerProcess:
     """The sandboxed model server of one transform job, its output in the job's log."""
 
     def __init__(self, sandbox: Sandbox, hidden: Path, argv: list[str], env: dict[str, str],
-                 sink: LogSink, cgroup_procs: Path | None) -> None:
+                 sink: LogSink, cgroup_procs: Path | None, framework: str = "") -> None:
         from ..runtimes.model_server import READY_LINE
 
         self._ready_line = READY_LINE
         self.sink = sink
         self.url: str | None = None
         self._ready = threading.Event()
-        self.process = start_in_sandbox(sandbox, hidden, "/opt/ml", argv, env,
-                                        cgroup_procs=cgroup_procs)
+        self.process = start_model_server(sandbox, hidden, "/opt/ml", argv, env,
+                                          framework=framework, cgroup_procs=cgroup_procs)
         self._reader = threading.Thread(target=self._pump, daemon=True)
         self._reader.start()
 
@@ -344,27 +355,45 @@ class Feeder:
         return body
 
     def transform_file(self, path: Path, relative: str,
-                       records: "list[bytes] | TransformFailed | None" = None) -> None:
-        """Feed one file (its records already read by ``_read_records``, or not yet)."""
-        if records is None:
-            records = _read_records(self.job, path, relative)
-        if isinstance(records, TransformFailed):
-            raise records
-        self.sink.write(f"modelyard: {relative}: {len(records)} records")
+                       data: "bytes | TransformFailed | None" = None,
+                       early: tuple[int, LineBatches] | None = None) -> None:
+        """Feed one file (its content already read by ``_read_input``, or not yet; its
+        batches maybe already cut by ``_early_line_batches``)."""
+        if data is None:
+            data = _read_input(self.job, path, relative)
+        if isinstance(data, TransformFailed):
+            raise data
+        try:
+            spans = self._line_batches(data, early)
+        except FilterError as error:
+            raise TransformFailed(f"ClientError: {relative}: InputFilter: {error}") from None
+        records: list[bytes] = []
+        if spans is not None:  # MultiRecord over plain lines: batches are slices of the file
+            count, batches = spans.records, [(first, end) for first, end, _, _ in spans.batches]
+            slices = {(first, end): (low, high) for first, end, low, high in spans.batches}
+        else:
+            records = split_records(data, self.split_type)
+            count, slices = len(records), {}
+        self.sink.write(f"modelyard: {relative}: {count} records")
         self.sink.flush()
         try:
             payload_records = records if self.processing.input_filter is None else \
                 [self.processing.filter_input(r) for r in records]
-            batches = mini_batches(payload_records, self.max_bytes, self.multi)
+            if spans is None:
+                batches = mini_batches(payload_records, self.max_bytes, self.multi)
         except (FilterError, ValueError) as error:
             raise TransformFailed(f"ClientError: {relative}: InputFilter: {error}") from None
         separator = b"\n" if self.split_type == "Line" else b""
 
         def send(batch: tuple[int, int]) -> bytes:
             start, end = batch
-            payload = separator.join(payload_records[start:end])
-            if self.split_type == "Line" and end - start > 1:
-                payload += b"\n"
+            if slices:
+                low, high = slices[batch]
+                payload = data[low:high]
+            else:
+                payload = separator.join(payload_records[start:end])
+                if self.split_type == "Line" and end - start > 1:
+                    payload += b"\n"
             label = (f"{relative} record {start + 1}" if end - start == 1
                      else f"{relative} records {start + 1}-{end}")
             return self._invoke(payload, label)
@@ -388,6 +417,16 @@ class Feeder:
         self.sink.write(f"modelyard: wrote {target.uri}")
         self.sink.flush()
 
+    def _line_batches(self, data: bytes, early: tuple[int, LineBatches] | None) -> LineBatches | None:
+        """The file's mini-batches as byte slices when nothing needs its records one by one
+        (SplitType Line, MultiRecord, no InputFilter, JoinSource or OutputFilter)."""
+        if (self.split_type != "Line" or not self.multi or self.processing.input_filter is not None
+                or self.processing.per_record_output):
+            return None
+        if early is not None and early[0] == self.max_bytes:
+            return early[1]
+        return line_batches(data, self.max_bytes)
+
     def _assemble(self, records: list[bytes], batch: tuple[int, int], body: bytes,
                   relative: str) -> bytes:
         start, end = batch
@@ -407,9 +446,9 @@ class Feeder:
         return text + b"\n" if self.assemble_line or self.split_type == "Line" else text
 
 
-def _read_records(job: dict, path: Path, relative: str) -> "list[bytes] | TransformFailed":
-    """A file's records (``CompressionType``, ``SplitType``), or the error that fails the
-    job when the file's turn comes."""
+def _read_input(job: dict, path: Path, relative: str) -> "bytes | TransformFailed":
+    """A file's content (``CompressionType`` applied), or the error that fails the job when
+    the file's turn comes."""
     transform_input = job["TransformInput"]
     data = path.read_bytes()
     if transform_input.get("CompressionType", "None") == "Gzip":
@@ -418,7 +457,21 @@ def _read_records(job: dict, path: Path, relative: str) -> "list[bytes] | Transf
         except OSError as error:
             return TransformFailed(f"ClientError: {relative} is not gzip data "
                                    f"(CompressionType Gzip): {error}")
-    return split_records(data, transform_input.get("SplitType", "None"))
+    return data
+
+
+def _early_line_batches(job: dict, data: "bytes | TransformFailed | None") -> tuple[int, LineBatches] | None:
+    """(MaxPayloadInMB in bytes, the file's batches) when the job fixes both MultiRecord and
+    MaxPayloadInMB over SplitType Line, so the batches can be cut before the server is up."""
+    if not isinstance(data, bytes) or job.get("BatchStrategy") != "MultiRecord" \
+            or not job.get("MaxPayloadInMB") or job["TransformInput"].get("SplitType") != "Line":
+        return None
+    max_bytes = int(job["MaxPayloadInMB"]) * MB
+    try:
+        batches = line_batches(data, max_bytes)
+    except FilterError:
+        return None  # the feeder reports it when the file's turn comes
+    return (max_bytes, batches) if batches is not None else None
 
 
 def _finish(platform: "Platform", name: str, status: str, **fields: Any) -> None:

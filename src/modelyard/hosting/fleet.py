@@ -3,7 +3,8 @@
 A ``ModelServer`` prepares its sandbox (``/opt/ml/model`` extracted from the container's
 ``ModelDataUrl``, ``/opt/ml/code`` from an ``s3://`` ``SAGEMAKER_SUBMIT_DIRECTORY``, read
 straight from the object store), starts ``modelyard.runtimes.model_server`` in it on a
-free loopback port, streams its output to CloudWatch Logs (``/aws/sagemaker/Endpoints/
+free loopback port (a built-in algorithm's warm, forked by its zygote:
+``engine.warm_start``), streams its output to CloudWatch Logs (``/aws/sagemaker/Endpoints/
 <endpoint>``, stream ``<variant>/<instance-id>``) and waits for the ready line and a
 passing ``/ping``. Each server has its own supervisor thread that lives exactly as long as
 the process: the sandbox ties the process to the thread that started it
@@ -30,7 +31,8 @@ from ..engine.cgroups import JobCgroup, job_memory_cgroup, out_of_memory_reason
 from ..engine.channels import S3Location, extract_tarball
 from ..engine.images import Image, parse_image
 from ..engine.job_process import LogSink, job_environment
-from ..engine.sandbox import Sandbox, SandboxUnavailable, start_in_sandbox, terminate
+from ..engine.sandbox import Sandbox, SandboxUnavailable, terminate
+from ..engine.warm_start import start_model_server, warm_up
 from ..runtimes.model_server import READY_LINE, serve_command
 from ..store.logs import LogStore
 from .live import Instance
@@ -107,6 +109,7 @@ class ModelServer:
                             tail_lines=20)
         self.url: str | None = None
         self.pid: int | None = None
+        self.framework = ""
         self.instance: Instance | None = None  # set once healthy
         self._process: subprocess.Popen | None = None
         self._ready = threading.Event()
@@ -189,6 +192,9 @@ class ModelServer:
         if image is None:
             raise ValueError(f"image {container['Image']} cannot be served")
         environment = {str(k): str(v) for k, v in container.get("Environment", {}).items()}
+        if not script_mode(image, environment):
+            warm_up(image.framework)  # a warm start's zygote: its imports overlap the download
+        self.framework = image.framework
         self.sandbox.create(["model", "code"])
         data_url = container.get("ModelDataUrl")
         if data_url:
@@ -272,9 +278,9 @@ class ModelServer:
 
     def _run(self, argv: list[str], env: dict[str, str], memory: JobCgroup | None) -> None:
         try:
-            process = start_in_sandbox(self.sandbox, self.platform.settings.data_dir, "/opt/ml",
-                                       argv, env,
-                                       cgroup_procs=memory.procs_file if memory else None)
+            process = start_model_server(self.sandbox, self.platform.settings.data_dir, "/opt/ml",
+                                         argv, env, framework=self.framework,
+                                         cgroup_procs=memory.procs_file if memory else None)
         except (SandboxUnavailable, OSError) as error:
             self._start_error = error
             self._started.set()
