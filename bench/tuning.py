@@ -3,12 +3,15 @@
 
 search    search efficiency at the same budget: built-in XGBoost (``binary:logistic``) on
           scikit-learn's breast cancer set, six hyperparameters, ``validation:logloss``
-          minimized. For each seed (``--seeds``, default 3), a Bayesian and a Random tuning
+          minimized. For each seed (``--seeds``, default 6), a Bayesian and a Random tuning
           job of ``--trials`` trials each (default 30; one trial at a time each, both jobs
           running side by side; ``RandomSeed`` 1000 + seed and seed). Figure: how many
           trials (in creation order) Bayesian needs to reach Random's final best, against
           the budget Random spent to get there (target: half or fewer, ratio <= 0.5);
-          Random's own trial count to its best is shown too.
+          Random's own trial count to its best is shown too. A run that never reaches it
+          counts as budget + 1. Median and mean over the seeds (each Bayesian run against
+          the Random run of its seed), and over all pairs (each Bayesian run against every
+          Random run's final best: the same quantity from the same runs, less noisy).
 overhead  orchestration overhead per trial: a tuning job of ``--overhead-trials`` (default
           20) no-op script-mode trials, one at a time; its wall time (CreationTime ->
           HyperParameterTuningEndTime, from its record) minus its trials' own run times
@@ -144,6 +147,7 @@ def bench_search(server: ServerProcess, seeds: int, trials: int) -> None:
     client, s3 = server.client("sagemaker"), server.client("s3")
     upload_data(s3)
     needed, random_own, gaps = [], [], []
+    runs: dict[str, list[list[float]]] = {"Bayesian": [], "Random": []}
     started = time.perf_counter()
     for seed in range(1, seeds + 1):
         names = {strategy: f"cancer-{strategy.lower()}-{seed}" for strategy in ("Bayesian", "Random")}
@@ -156,6 +160,8 @@ def bench_search(server: ServerProcess, seeds: int, trials: int) -> None:
             assert description["HyperParameterTuningJobStatus"] == "Completed", description
         bayes = objective_values(trials_of(client, names["Bayesian"]))
         rand = objective_values(trials_of(client, names["Random"]))
+        runs["Bayesian"].append(bayes)
+        runs["Random"].append(rand)
         random_best = min(rand)
         reached = trials_to_reach(bayes, random_best)
         needed.append(reached if reached is not None else trials + 1)
@@ -166,12 +172,20 @@ def bench_search(server: ServerProcess, seeds: int, trials: int) -> None:
               f"Bayesian best {min(bayes):.5f}, Bayesian reached Random's best at trial {shown}",
               flush=True)
     median_needed = statistics.median(needed)
+    # Every Bayesian run against every Random run's final best (seeds x seeds pairs).
+    pairs = [reached if reached is not None else trials + 1
+             for bayes in runs["Bayesian"] for rand in runs["Random"]
+             for reached in [trials_to_reach(bayes, min(rand))]]
     print(f"search       breast cancer, XGBoost, {trials} trials x {seeds} seeds "
           f"({time.perf_counter() - started:.0f} s): Bayesian needs a median {median_needed:g} "
           f"trials (mean {statistics.mean(needed):.1f}) to reach Random's {trials}-trial best; "
           f"ratio {median_needed / trials:.2f} of Random's budget (target <= 0.50); Random itself "
           f"found its best at trial {statistics.median(random_own):g} (median); Bayesian's final "
           f"best beats Random's in {sum(gap < 0 for gap in gaps)} of {seeds} seeds")
+    print(f"search       all {len(pairs)} Bayesian x Random pairs: median "
+          f"{statistics.median(pairs):g} trials (mean {statistics.mean(pairs):.1f}), ratio "
+          f"{statistics.median(pairs) / trials:.2f}; not reached within {trials} in "
+          f"{sum(count > trials for count in pairs)} of {len(pairs)}")
 
 
 # ---------------------------------------------------------------- overhead
@@ -263,7 +277,7 @@ def bench_overhead(server: ServerProcess, count: int) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("which", nargs="*", help="search, overhead (default: both)")
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=6)
     parser.add_argument("--trials", type=int, default=30)
     parser.add_argument("--overhead-trials", type=int, default=OVERHEAD_TRIALS)
     args = parser.parse_args()
