@@ -63,15 +63,20 @@ def registered_package(server, name: str) -> str:
 # --- plain HTTP --------------------------------------------------------------------------
 
 
-def test_without_a_session_pages_redirect_to_sign_in_and_actions_answer_401(server):
-    for path in PAGES:
+def check_no_session(server, pages, actions) -> None:
+    """Without a session, ``pages`` redirect to sign-in and ``actions`` answer 401."""
+    for path in pages:
         answer = requests.get(server.endpoint_url + path, allow_redirects=False)
         assert answer.status_code == 302, path
         assert answer.headers["location"].startswith("/console/signin?next="), path
-    for path in ACTIONS:
+    for path in actions:
         answer = requests.post(server.endpoint_url + path, data={"csrf": "x"},
                                allow_redirects=False)
         assert answer.status_code == 401, path
+
+
+def test_without_a_session_pages_redirect_to_sign_in_and_actions_answer_401(server):
+    check_no_session(server, PAGES, ACTIONS)
     forged = requests.get(server.endpoint_url + "/console/", allow_redirects=False,
                           cookies={"modelyard_console": "eyJrIjoiQUtJQSJ9.bm90LXNpZ25lZA"})
     assert forged.status_code == 302

@@ -17,7 +17,9 @@ from alarm_helpers import NAMESPACE, put, start_server, wait_state
 from monitor_helpers import (
     HOUR, ROLE, capture_endpoint, wait_executions, wait_status, write_capture,
 )
-from test_console import SCRIPT, browser_page, csrf_of, screenshots, shot, signed_in  # noqa: F401
+from test_console import (  # noqa: F401 - fixtures
+    SCRIPT, browser_page, check_no_session, csrf_of, screenshots, shot, signed_in,
+)
 
 BUCKET = "console-monitoring"
 ENDPOINT = "console-watched"
@@ -133,14 +135,7 @@ def _schedule_status(server, name: str) -> str:
 
 
 def test_pages_need_a_session_and_actions_the_csrf_token(server, world):
-    for path in PAGES:
-        answer = requests.get(server.endpoint_url + path, allow_redirects=False)
-        assert answer.status_code == 302, path
-        assert answer.headers["location"].startswith("/console/signin?next="), path
-    for path in ACTIONS:
-        answer = requests.post(server.endpoint_url + path, data={"csrf": "x"},
-                               allow_redirects=False)
-        assert answer.status_code == 401, path
+    check_no_session(server, PAGES, ACTIONS)
     session = signed_in(server)
     page = session.get(f"{server.endpoint_url}/console/monitoring/{HOURLY_SCHEDULE}")
     assert page.status_code == 200 and "Stop schedule" in page.text

@@ -6,7 +6,6 @@ Stop/StartMonitoringSchedule actions."""
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
 from starlette.routing import Route
@@ -15,7 +14,8 @@ from ..api.errors import AwsError
 from ..monitor.schedules import DEFINITION_KINDS
 from .html import Safe, definition_list, el, link, pager, s3_link, seg, status, table, url, when
 from .jobs import job_url
-from .page import View, action, breadcrumbs, done, filter_form, heading, list_request, page
+from .page import (View, action, breadcrumbs, done, filter_form, heading, list_request, page,
+                   read_json_object)
 
 if TYPE_CHECKING:
     from ..platform import Platform
@@ -249,7 +249,7 @@ def _violations(view: View, execution: dict[str, Any] | None) -> Safe:
     if not report:
         return el("div", caption, el("p", "The job wrote no report.", class_="empty"))
     report = report.rstrip("/")
-    document = _read_json(view, f"{report}/{VIOLATIONS_FILE}")
+    document = read_json_object(view, MAX_REPORT_BYTES, f"{report}/{VIOLATIONS_FILE}")
     violations = document.get("violations") if isinstance(document, dict) else None
     files = el("p", "Report: ", s3_link(f"{report}/{VIOLATIONS_FILE}"), " · ",
                s3_link(f"{report}/statistics.json"))
@@ -265,24 +265,6 @@ def _violations(view: View, execution: dict[str, Any] | None) -> Safe:
                     empty="No violations: the data met every baseline constraint.",
                     id="violations"))
 
-
-def _read_json(view: View, uri: str) -> Any:
-    bucket, _, key = uri[len("s3://"):].partition("/")
-    try:
-        result = view.call("s3", "GetObject", {"Bucket": bucket, "Key": key})
-    except AwsError:
-        return None
-    body = result["Body"]
-    try:
-        if (result.get("ContentLength") or 0) > MAX_REPORT_BYTES:
-            return None
-        data = b"".join(body.iter_chunks())
-    finally:
-        body.close()
-    try:
-        return json.loads(data)
-    except ValueError:
-        return None
 
 
 def stop(view: View, form: dict[str, str]) -> str:

@@ -12,6 +12,7 @@ handlers, with the signed-in access key as the caller.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -331,3 +332,23 @@ def filter_form(view: View, *, label: str = "Name contains ", argument: str = "n
     return el("form", *fields, el("button", "Filter", type="submit"), method="get",
               class_="filters")
 
+
+def read_json_object(view: View, max_bytes: int, uri: str) -> Any:
+    """The JSON document at ``uri`` (``s3://bucket/key``), read through the S3 API; None if
+    it is missing, unreadable, larger than ``max_bytes`` or not JSON."""
+    bucket, _, key = uri[len("s3://"):].partition("/")
+    try:
+        result = view.call("s3", "GetObject", {"Bucket": bucket, "Key": key})
+    except AwsError:
+        return None
+    body = result["Body"]
+    try:
+        if (result.get("ContentLength") or 0) > max_bytes:
+            return None
+        data = b"".join(body.iter_chunks())
+    finally:
+        body.close()
+    try:
+        return json.loads(data)
+    except ValueError:
+        return None

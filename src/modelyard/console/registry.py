@@ -12,7 +12,7 @@ from starlette.routing import Route
 from ..api.errors import AwsError
 from .html import Safe, definition_list, el, link, pager, s3_link, seg, status, table, url, when
 from .page import (PAGE_SIZE, View, action, breadcrumbs, done, filter_form, heading,
-                   list_request, page)
+                   list_request, page, read_json_object)
 
 if TYPE_CHECKING:
     from ..platform import Platform
@@ -125,7 +125,7 @@ def _metrics(view: View, metrics: dict[str, Any]) -> Safe:
     parts = []
     for label, uri in reports:
         parts.append(el("h3", label, " ", s3_link(uri)))
-        document = _read_json(view, uri)
+        document = read_json_object(view, MAX_REPORT_BYTES, uri)
         if document is None:
             parts.append(el("p", "The report could not be read as JSON.", class_="empty"))
             continue
@@ -156,24 +156,6 @@ def _scalars(document: Any, prefix: str = "") -> Any:
             found += 1
             yield [path, value]
 
-
-def _read_json(view: View, uri: str) -> Any:
-    bucket, _, key = uri[len("s3://"):].partition("/")
-    try:
-        result = view.call("s3", "GetObject", {"Bucket": bucket, "Key": key})
-    except AwsError:
-        return None
-    body = result["Body"]
-    try:
-        if (result.get("ContentLength") or 0) > MAX_REPORT_BYTES:
-            return None
-        data = b"".join(body.iter_chunks())
-    finally:
-        body.close()
-    try:
-        return json.loads(data)
-    except ValueError:
-        return None
 
 
 def _lineage(view: View, containers: list[dict[str, Any]]) -> Safe:
