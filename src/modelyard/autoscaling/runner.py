@@ -64,8 +64,11 @@ class Runner(PollingLoop):
         self._next_scan = 0.0
 
     def check(self, now: float) -> None:
-        scheduled.run_due(self.platform, now)
-        scaling.advance(self.platform)
+        resources = self.platform.resources
+        if not resources.none_of(store.SCHEDULED):
+            scheduled.run_due(self.platform, now)
+        if not resources.none_of(store.ACTIVITY):
+            scaling.advance(self.platform)
         if now >= self._next_scan:
             self._next_scan = now + REPEAT_SCAN_SECONDS
             self._repeat(now)

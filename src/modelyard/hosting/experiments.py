@@ -162,8 +162,8 @@ class ExperimentLoop(PollingLoop):
     poll_seconds = 0.5
 
     def check(self, now: float) -> None:
-        if not self.platform.resources.count(KIND):
-            return  # one cheap query on the servers that never ran an experiment
+        if self.platform.resources.none_of(KIND):
+            return  # the servers that never ran an experiment
         for status in ACTIVE:
             page = self.platform.resources.list(KIND, ListQuery(
                 status_equals=status, descending=False, max_results=100))

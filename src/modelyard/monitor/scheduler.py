@@ -25,7 +25,7 @@ from ..engine.polling import PollingLoop
 from ..store.resources import ListQuery
 from . import executions
 from .schedules import (
-    HOUR, SCHEDULE_KIND, JobSpec, check_window, parse_expression, spec_of_schedule,
+    EXECUTION_KIND, HOUR, SCHEDULE_KIND, JobSpec, check_window, parse_expression, spec_of_schedule,
 )
 
 if TYPE_CHECKING:
@@ -44,6 +44,9 @@ class MonitorScheduler(PollingLoop):
 
     def check(self, now: float) -> None:
         """One pass: activate, fire and follow."""
+        resources = self.platform.resources
+        if resources.none_of(SCHEDULE_KIND) and resources.none_of(EXECUTION_KIND):
+            return
         for schedule in _schedules(self.platform, "Pending"):
             self._activate(schedule, now)
         for schedule in _schedules(self.platform, "Scheduled"):

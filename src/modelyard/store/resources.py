@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -101,10 +102,36 @@ _SORTABLE = {"creation_time", "name", "status", "last_modified_time"}
 StatusListener = Callable[[str, "str | None", "Resource"], None]
 
 
+# How long ``none_of`` trusts a count it made (another server on the same database creates
+# resources this one does not hear of; its own creates and deletes are heard at once).
+NONE_OF_SECONDS = 5.0
+
+
 class ResourceStore:
     def __init__(self, database: Database) -> None:
         self.db = database
         self.status_listeners: list[StatusListener] = []
+        self._writes: dict[str, int] = {}  # kind -> creates and deletes through this store
+        self._none_of: dict[str, tuple[float, int, bool]] = {}  # kind -> (when, writes, none)
+
+    def none_of(self, kind: str) -> bool:
+        """Whether no resource of ``kind`` exists: a background loop's cheap "nothing to do".
+
+        Answered from memory for up to ``NONE_OF_SECONDS`` after a count, forgotten as soon
+        as this store creates or deletes one of the kind (each poll of an idle server's
+        loops was a query of a few milliseconds, holding the GIL the event loop needs).
+        """
+        writes = self._writes.get(kind, 0)
+        cached = self._none_of.get(kind)
+        moment = time.monotonic()
+        if cached is not None and cached[1] == writes and moment - cached[0] < NONE_OF_SECONDS:
+            return cached[2]
+        none = self.count(kind) == 0
+        self._none_of[kind] = (moment, writes, none)
+        return none
+
+    def _wrote(self, kind: str) -> None:
+        self._writes[kind] = self._writes.get(kind, 0) + 1
 
     def _notify(self, kind: str, old_status: str | None, resource: "Resource") -> None:
         for listener in self.status_listeners:
@@ -138,6 +165,7 @@ class ResourceStore:
             "last_modified_time": now,
             "document": json.dumps(document, default=_json_default),
         }
+        self._wrote(kind)  # before and after: a count racing the insert is not trusted
         try:
             with self.db.write() as connection:
                 connection.execute(insert(resources_table).values(**row))
@@ -147,6 +175,7 @@ class ResourceStore:
             raise AwsError(
                 "ResourceInUse", f"{kind} {name} already exists. Choose another name."
             ) from None
+        self._wrote(kind)
         created = Resource(kind, name, arn, status, parent, now, now, document)
         if self.status_listeners and status is not None:
             self._notify(kind, None, created)
@@ -212,6 +241,7 @@ class ResourceStore:
         return updated
 
     def delete(self, kind: str, name: str) -> bool:
+        self._wrote(kind)
         with self.db.write() as connection:
             result = connection.execute(
                 delete(resources_table).where(
@@ -277,8 +307,12 @@ class ResourceStore:
              "document": json.dumps(row["document"], default=_json_default)}
             for row in rows
         ]
+        for kind in {row["kind"] for row in prepared}:
+            self._wrote(kind)
         with self.db.write() as connection:
             connection.execute(insert(resources_table), prepared)
+        for kind in {row["kind"] for row in prepared}:
+            self._wrote(kind)
 
 
 def _to_resource(row: Any) -> Resource:

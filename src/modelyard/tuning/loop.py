@@ -63,6 +63,9 @@ class TuningLoop(PollingLoop):
             self.wake()
 
     def check(self, now: float) -> None:
+        if self.platform.resources.none_of(KIND):
+            self.searches.clear()
+            return
         active = set()
         for status in ("InProgress", "Stopping"):
             page = self.platform.resources.list(KIND, ListQuery(
