@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -46,6 +47,9 @@ class DeliveryKind:
     backoff: Sequence[float]
 
 
+NEXT_DUE_SECONDS = 1.0
+
+
 class Deliveries(PollingLoop):
     thread_name = "modelyard-deliveries"
     poll_seconds = POLL_SECONDS
@@ -58,6 +62,10 @@ class Deliveries(PollingLoop):
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="modelyard-delivery")
         self._slots = threading.Semaphore(threads)
         self._last_purge = 0.0
+        # The earliest pending due time, as last read: (when read, changes then, due time).
+        # An idle server's poll is then no query at all, rather than a write transaction.
+        self._changes = 0
+        self._next_due: tuple[float, int, float | None] | None = None
 
     def register(self, kind: str, handler: Callable[["Platform", Delivery], None], *,
                  attempts: int = 3, backoff: Sequence[float] = (1.0, 10.0)) -> None:
@@ -67,8 +75,10 @@ class Deliveries(PollingLoop):
                 connection: Any = None) -> bool:
         """Promise a delivery (durably); False when ``key`` was already promised."""
         now = self.platform.clock.now()
+        self._changes += 1  # before and after: a read racing the insert is not trusted
         added = self.outbox.add(kind, key, payload, now=now, due_time=now + delay,
                                 connection=connection)
+        self._changes += 1
         self.wake()
         return added
 
@@ -88,7 +98,21 @@ class Deliveries(PollingLoop):
             self._last_purge = now
             self.outbox.purge_finished(now - KEEP_FINISHED_SECONDS)
 
+    def _maybe_due(self, now: float) -> bool:
+        """Whether a delivery may be due: the earliest due time is re-read after a change
+        made here, and at least every ``NEXT_DUE_SECONDS`` (for promises made inside a
+        transaction still open when they woke the loop, or by another server)."""
+        changes, moment = self._changes, time.monotonic()
+        known = self._next_due
+        if known is None or known[1] != changes or moment - known[0] >= NEXT_DUE_SECONDS:
+            known = (moment, changes, self.outbox.next_due_time(set(self.kinds)))
+            self._next_due = known
+        return known[2] is not None and known[2] <= now
+
     def _dispatch_due(self, now: float) -> None:
+        if not self.kinds or not self._maybe_due(now):
+            return
+        self._changes += 1  # what is claimed below changes the earliest due time
         kinds = set(self.kinds)
         while kinds and not self.stopping:
             free = 0
@@ -118,6 +142,7 @@ class Deliveries(PollingLoop):
             else:
                 backoff = kind.backoff[min(delivery.attempts, len(kind.backoff)) - 1]
                 self.outbox.retry(delivery.id, now, now + backoff, message)
+                self._changes += 1
         else:
             self.outbox.finish(delivery.id, self.platform.clock.now())
         finally:
