@@ -120,14 +120,10 @@ def _zygote(framework: str) -> Zygote:
         return zygote
 
 
-def warm_up(framework: str, argv: list[str] | None = None) -> None:
+def warm_up(framework: str) -> None:
     """Start ``framework``'s zygote now, if servers of it start warm, so that its imports
     overlap whatever comes before the server's launch. Never raises."""
-    from ..runtimes.model_server import serve_command
-
     if not enabled() or framework not in WARM_FRAMEWORKS:
-        return
-    if argv is not None and argv != serve_command(framework):
         return
     try:
         _zygote(framework)
