@@ -1,7 +1,7 @@
-"""Warm-started model servers (engine/warm_start.py): a built-in XGBoost transform job's
+"""Warm starts (engine/warm_start.py): a built-in XGBoost transform job's
 server is forked by the server's XGBoost zygote; a killed zygote is replaced for the next
 job, one that dies while a job waits on it leaves that job to start cold, and no zygote
-outlives the server."""
+outlives the server; built-in training jobs run forked from the zygote too."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from server_process import ServerProcess
 
 XGBOOST_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1"
 BUCKET = "warm-start"
-COLD_LINE = "starting the model server cold"
+COLD_LINE = "modelyard: no warm start"
 
 
 def processes() -> dict[int, tuple[int, bytes]]:
@@ -153,3 +153,69 @@ def test_zygote_dies_and_jobs_still_complete_and_nothing_outlives_the_server(tmp
         server.stop()
     # Server shutdown ends every zygote (and no launcher is left behind).
     wait_until(lambda: not seen & set(processes()), timeout=30, what="the zygotes to exit")
+
+
+def test_builtin_training_runs_warm_reports_metrics_stops_and_fails_with_its_reason(tmp_path):
+    """Built-in XGBoost training jobs run forked from the zygote: a finished one has its
+    metrics and model, a long one is forked from it while it runs and stops on request, and
+    a bad hyperparameter fails it with the algorithm's ClientError, as a cold start would."""
+    rng = numpy.random.default_rng(5)
+    rows = rng.normal(size=(400, 4))
+    labels = (rows[:, 0] - rows[:, 2] > 0).astype(int)
+    server = ServerProcess.start(tmp_path / "data")
+    try:
+        client, s3 = server.client("sagemaker"), server.client("s3")
+        s3.create_bucket(Bucket=BUCKET)
+        for channel, part in (("train", slice(0, 300)), ("validation", slice(300, 400))):
+            body = "".join(f"{label}," + ",".join(f"{v:.5f}" for v in row) + "\n"
+                           for label, row in zip(labels[part], rows[part]))
+            s3.put_object(Bucket=BUCKET, Key=f"train/{channel}/data.csv", Body=body.encode())
+
+        def train(name: str, **hyperparameters: str) -> None:
+            client.create_training_job(
+                TrainingJobName=name, RoleArn="arn:aws:iam::123456789012:role/Warm",
+                AlgorithmSpecification={"TrainingImage": XGBOOST_IMAGE, "TrainingInputMode": "File"},
+                HyperParameters={"objective": "binary:logistic", "num_round": "20", **hyperparameters},
+                InputDataConfig=[{"ChannelName": channel, "ContentType": "text/csv", "DataSource": {
+                    "S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"s3://{BUCKET}/train/{channel}/"}}}
+                    for channel in ("train", "validation")],
+                OutputDataConfig={"S3OutputPath": f"s3://{BUCKET}/models"},
+                ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 1},
+                StoppingCondition={"MaxRuntimeInSeconds": 600})
+
+        def finished(name: str) -> dict:
+            return wait_until(lambda: (job := client.describe_training_job(TrainingJobName=name))
+                              ["TrainingJobStatus"] in ("Completed", "Failed", "Stopped") and job,
+                              timeout=300, what=name)
+
+        train("warm-train")
+        job = finished("warm-train")
+        assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+        [metric] = [m for m in job["FinalMetricDataList"] if m["MetricName"] == "validation:logloss"]
+        assert 0 < metric["Value"] < 0.5
+        s3.head_object(Bucket=BUCKET, Key="models/warm-train/output/model.tar.gz")
+        [zygote] = zygotes(server)
+
+        # A long run: its process is the zygote's grandchild (zygote -> launcher -> run).
+        train("warm-long", num_round="1000000", max_depth="8", eta="0.001")
+        wait_until(lambda: any(processes().get(parent, (0, b""))[0] == zygote
+                               for parent, _ in processes().values()),
+                   timeout=120, what="a training run forked from the zygote")
+        client.stop_training_job(TrainingJobName="warm-long")
+        job = finished("warm-long")
+        assert (job["TrainingJobStatus"], job["SecondaryStatus"]) == ("Stopped", "Stopped")
+
+        train("warm-bad", max_depth="-3")
+        job = finished("warm-bad")
+        assert job["TrainingJobStatus"] == "Failed"
+        assert job["FailureReason"].startswith("ClientError") and "max_depth" in job["FailureReason"], job
+        assert zygotes(server) == {zygote}
+        logs = server.client("logs")
+        for name in ("warm-train", "warm-long", "warm-bad"):
+            [stream] = logs.describe_log_streams(logGroupName="/aws/sagemaker/TrainingJobs",
+                                                 logStreamNamePrefix=f"{name}/")["logStreams"]
+            assert not any(COLD_LINE in event["message"] for event in logs.get_log_events(
+                logGroupName="/aws/sagemaker/TrainingJobs", logStreamName=stream["logStreamName"],
+                startFromHead=True)["events"])
+    finally:
+        server.stop()

@@ -22,7 +22,8 @@ from .job_process import LogSink, job_environment, regex_extractor, supervise
 from .job_records import add_transition, failure_reason, update_job
 from .model_tarball import store_directory_tarball
 from .runtime_metrics import builtin_extractors
-from .sandbox import Sandbox, SandboxUnavailable, start_in_sandbox
+from .sandbox import Sandbox, SandboxUnavailable
+from .warm_start import start_warm, warm_up
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -63,6 +64,12 @@ def run_training_job(platform: "Platform", name: str, handle: JobHandle) -> None
 def _run(platform: "Platform", name: str, job: dict, handle: JobHandle, sandbox: Sandbox) -> None:
     objects = platform.objects
     started = platform.clock.now()
+    hyperparameters = job.get("HyperParameters", {})
+    image = parse_image(job["AlgorithmSpecification"]["TrainingImage"])
+    assert image is not None  # checked by CreateTrainingJob
+    module, cwd = training_runtime(image, hyperparameters)
+    if module != "modelyard.runtimes.script_mode":
+        warm_up(image.framework)  # a warm start's zygote: its imports overlap the downloads
     _step(platform, name, "Downloading", "Downloading input data", TrainingStartTime=started)
     sandbox.create(SANDBOX_DIRECTORIES)
     _write_configs(sandbox, job)
@@ -73,10 +80,6 @@ def _run(platform: "Platform", name: str, job: dict, handle: JobHandle, sandbox:
     checkpoints = job.get("CheckpointConfig")
     if checkpoints:
         sync_down(objects, checkpoints["S3Uri"], sandbox.host_path("checkpoints"))
-    hyperparameters = job.get("HyperParameters", {})
-    image = parse_image(job["AlgorithmSpecification"]["TrainingImage"])
-    assert image is not None  # checked by CreateTrainingJob
-    module, cwd = training_runtime(image, hyperparameters)
     if "sagemaker_submit_directory" in hyperparameters:
         _stage_source(platform, hyperparameters["sagemaker_submit_directory"], sandbox)
     if handle.stop_requested.is_set():
@@ -108,9 +111,9 @@ def _run(platform: "Platform", name: str, job: dict, handle: JobHandle, sandbox:
     runner = framework_envs.runner_for(image, module, sandbox.tmp, env,
                                        lambda line: (sink.write(line), sink.flush()))
     with job_memory_cgroup(platform.settings, instance_type, name, sink.write) as memory:
-        process = start_in_sandbox(sandbox, platform.settings.data_dir, cwd, runner.argv,
-                                   {**env, **runner.env},
-                                   cgroup_procs=memory.procs_file if memory else None)
+        process = start_warm(sandbox, platform.settings.data_dir, cwd, runner.argv,
+                             {**env, **runner.env}, framework=image.framework,
+                             cgroup_procs=memory.procs_file if memory else None)
         outcome = supervise(process, handle, sink, memory=memory,
                             max_seconds=job["StoppingCondition"].get("MaxRuntimeInSeconds"))
 

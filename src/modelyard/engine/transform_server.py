@@ -15,7 +15,7 @@ from pathlib import Path
 from .executor import JobHandle
 from .job_process import LogSink
 from .sandbox import Sandbox, terminate
-from .warm_start import start_model_server
+from .warm_start import start_warm
 
 STARTUP_TIMEOUT_SECONDS = 600.0
 STOP_GRACE_SECONDS = 10.0
@@ -36,8 +36,8 @@ class ModelServerProcess:
         self.sink = sink
         self.url: str | None = None
         self._ready = threading.Event()
-        self.process = start_model_server(sandbox, hidden, "/opt/ml", argv, env,
-                                          framework=framework, cgroup_procs=cgroup_procs)
+        self.process = start_warm(sandbox, hidden, "/opt/ml", argv, env,
+                                  framework=framework, cgroup_procs=cgroup_procs)
         self._reader = threading.Thread(target=self._pump, daemon=True)
         self._reader.start()
 

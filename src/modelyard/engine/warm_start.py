@@ -1,12 +1,13 @@
-"""Warm start of built-in model servers (endpoint instances and transform jobs).
+"""Warm start of built-in algorithms: their model servers (endpoint instances, transform
+jobs) and their training jobs.
 
-Starting a built-in algorithm's model server cold costs a new interpreter plus the imports
-of numpy, pandas and xgboost (or fastText): about a second, several on a busy machine,
-before the model even loads. Here one long-lived **zygote** per framework
-(``runtimes.zygote``) has done those imports once and forks each new model server into the
-job's sandbox, so the server is ready as soon as its model is loaded.
+Starting a built-in algorithm cold costs a new interpreter plus the imports of numpy,
+pandas, scikit-learn and xgboost (or fastText): one to four seconds before the model even
+loads or the first round trains -- for the small trainings of a tuning job, nearly all of
+its time. Here one long-lived **zygote** per framework (``runtimes.zygote``) has done those
+imports once and forks each new model server or training run into the job's sandbox.
 
-``start_model_server`` is a drop-in for ``sandbox.start_in_sandbox``: the sandbox is made
+``start_warm`` is a drop-in for ``sandbox.start_in_sandbox``: the sandbox is made
 exactly as for a cold start (``unshare``, its mounts, the job's cgroup, a new session,
 PR_SET_PDEATHSIG); what runs in it is a small stub that asks the zygote for the server and
 stands for it (signals forwarded, its exit status returned, its output on the same pipe),
@@ -14,8 +15,9 @@ or execs the cold command itself when the zygote is missing, dead or fails. So a
 zygote never fails a job: that launch starts cold and the next one restarts the zygote.
 
 Only the built-in algorithms (``xgboost`` without ``SAGEMAKER_PROGRAM``, ``blazingtext``)
-on modelyard's own interpreter start warm; script mode, which may run on a framework
-environment's interpreter and imports the user's code, always starts cold.
+on modelyard's own interpreter start warm (``runtimes.zygote.RUNNABLE``); script mode, which
+may run on a framework environment's interpreter and imports the user's code, always
+starts cold.
 ``MODELYARD_WARM_START=off`` turns warm starts off.
 
 A zygote starts on first use (``warm_up``, called as a job or endpoint begins to prepare,
@@ -50,10 +52,11 @@ def enabled() -> bool:
 
 
 def applies(framework: str, argv: list[str]) -> bool:
-    """Whether a server of ``framework`` started as ``argv`` can start warm."""
-    from ..runtimes.model_server import serve_command
+    """Whether ``argv``, a process of a ``framework`` image, can start warm."""
+    from ..runtimes.zygote import RUNNABLE
 
-    return enabled() and framework in WARM_FRAMEWORKS and argv == serve_command(framework)
+    return (enabled() and framework in WARM_FRAMEWORKS and len(argv) >= 3
+            and argv[:2] == [sys.executable, "-m"] and argv[2] in RUNNABLE.get(framework, ()))
 
 
 class Zygote:
@@ -131,10 +134,11 @@ def warm_up(framework: str) -> None:
         log.warning("cannot start the %s zygote", framework, exc_info=True)
 
 
-def start_model_server(sandbox: Sandbox, hidden_dir: Path, cwd: str, argv: list[str],
-                       env: dict[str, str], *, framework: str,
-                       cgroup_procs: Path | None = None) -> subprocess.Popen:
-    """``start_in_sandbox`` for a model server: warm when it applies (see the module)."""
+def start_warm(sandbox: Sandbox, hidden_dir: Path, cwd: str, argv: list[str],
+               env: dict[str, str], *, framework: str,
+               cgroup_procs: Path | None = None) -> subprocess.Popen:
+    """``start_in_sandbox`` for a built-in algorithm's process: warm when it applies (see
+    the module)."""
     if not applies(framework, argv):
         return start_in_sandbox(sandbox, hidden_dir, cwd, argv, env, cgroup_procs=cgroup_procs)
     from ..runtimes import zygote as zygote_module
@@ -156,7 +160,7 @@ def start_model_server(sandbox: Sandbox, hidden_dir: Path, cwd: str, argv: list[
         finally:
             stubs.close()
         if not zygote.hand_over(process.pid, cgroup_procs, ours):
-            log.warning("the %s zygote did not take the request: this server starts cold", framework)
+            log.warning("the %s zygote did not take the request: this process starts cold", framework)
     finally:
         ours.close()  # with the zygote gone, the stub sees end of file and starts cold
     return process

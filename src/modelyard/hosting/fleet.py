@@ -32,7 +32,7 @@ from ..engine.channels import S3Location, extract_tarball
 from ..engine.images import Image, parse_image
 from ..engine.job_process import LogSink, job_environment
 from ..engine.sandbox import Sandbox, SandboxUnavailable, terminate
-from ..engine.warm_start import start_model_server, warm_up
+from ..engine.warm_start import start_warm, warm_up
 from ..runtimes.model_server import READY_LINE, serve_command
 from ..store.logs import LogStore
 from .live import Instance
@@ -278,9 +278,9 @@ class ModelServer:
 
     def _run(self, argv: list[str], env: dict[str, str], memory: JobCgroup | None) -> None:
         try:
-            process = start_model_server(self.sandbox, self.platform.settings.data_dir, "/opt/ml",
-                                         argv, env, framework=self.framework,
-                                         cgroup_procs=memory.procs_file if memory else None)
+            process = start_warm(self.sandbox, self.platform.settings.data_dir, "/opt/ml",
+                                 argv, env, framework=self.framework,
+                                 cgroup_procs=memory.procs_file if memory else None)
         except (SandboxUnavailable, OSError) as error:
             self._start_error = error
             self._started.set()

@@ -1,34 +1,38 @@
-"""Warm start for built-in model servers: a zygote that forks them into a job's sandbox.
+"""Warm start for built-in algorithms: a zygote that forks their model servers and training
+runs into a job's sandbox.
 
 Two roles, one module (it imports nothing heavy at module level):
 
 ``python -m modelyard.runtimes.zygote --framework F --control-fd N`` is the **zygote**,
 one per built-in framework, started by the modelyard server (``engine.warm_start``). It
-imports what F's model server needs (numpy, pandas, xgboost; or fasttext) once, then waits
-on its control socket (``SOCK_SEQPACKET``) for launch requests: ``{"pid": P, "cgroup":
-path | null}`` plus one file descriptor, a socket connected to a **stub**. It exits when
-the control socket closes or its parent changes (the modelyard server died).
+imports what F's model server and training need (numpy, pandas, scipy, scikit-learn and
+xgboost; or fasttext) once, then waits on its control socket (``SOCK_SEQPACKET``) for
+launch requests: ``{"pid": P, "cgroup": path | null}`` plus one file descriptor, a socket
+connected to a **stub**. It exits when the control socket closes or its parent changes
+(the modelyard server died).
 
 ``python -I -S .../runtimes/zygote.py --stub -- ARGV...`` is the **stub**: what the job
-sandbox (``engine.sandbox.start_in_sandbox``) runs instead of the cold ``ARGV`` (the model
-server's command line). It is PID 1 of the sandbox's PID namespace, in the sandbox's mount
-namespace, cgroup, session and working directory, exactly where the cold server would be.
-It sends the zygote its argv, environment, working directory and stdin/stdout/stderr, and:
+sandbox (``engine.sandbox.start_in_sandbox``) runs instead of the cold ``ARGV``, ``python
+-m M ...`` with M one of F's ``RUNNABLE`` modules (the model server, or the algorithm's
+training). It is PID 1 of the sandbox's PID namespace, in the sandbox's mount namespace,
+cgroup, session and working directory, exactly where the cold process would be. It sends
+the zygote its argv, environment, working directory and stdin/stdout/stderr, and:
 
 - on ``{"started": pid}`` it forwards SIGTERM/SIGINT/SIGHUP to every process of the
   namespace (``kill(-1)``) and exits with the server's status when told it ended;
 - on a failure message, or if the zygote is gone (end of file), it ``exec``s ``ARGV``
   in place: a cold start, PID 1 as before.
 
-For each request the zygote forks a **launcher** that receives the stub's message, joins
-the user (when the sandbox has one), mount and PID namespaces of the sandbox process ``P``
-(``setns``), changes to the stub's working directory and forks the **model server**, which
-it moves into the job's cgroup before the server runs anything. The server gets a new
-session, the stub's stdio and environment, ``sys.argv`` and ``sys.path[0]`` as
-``python -m`` sets them, default signal handlers, then ``model_server.main``. The
-launcher waits for it and reports its exit status to the stub; the server dies with the
-launcher (PR_SET_PDEATHSIG), and the kernel kills it with the namespace when the stub --
-which dies with its job's supervisor thread -- ends.
+For each request the zygote forks a **launcher** that receives the stub's message, checks
+that M is runnable, joins the user (when the sandbox has one), mount and PID namespaces of
+the sandbox process ``P`` (``setns``), changes to the stub's working directory and forks the
+**server** (a model server or a training run), which it moves into the job's cgroup before
+the server runs anything. The server gets a new session, the stub's stdio and environment,
+``sys.argv`` and ``sys.path[0]`` as ``python -m`` sets them, default signal handlers, then
+runs M as ``__main__`` (the model server: ``model_server.main``). The launcher waits for it
+and reports its exit status to the stub; the server dies with the launcher
+(PR_SET_PDEATHSIG), and the kernel kills it with the namespace when the stub -- which dies
+with its job's supervisor thread -- ends.
 """
 
 from __future__ import annotations
@@ -47,20 +51,31 @@ _CLONE_NEWPID = 0x20000000
 _PR_SET_PDEATHSIG = 1
 _MESSAGE_BYTES = 1 << 20
 STUB_REPLY_TIMEOUT = 300.0  # the zygote may still be importing on a busy machine
+MODEL_SERVER = "modelyard.runtimes.model_server"
+# What a zygote runs (``python -m`` one of these); anything else starts cold.
+RUNNABLE = {
+    "xgboost": (MODEL_SERVER, "modelyard.runtimes.xgboost_algorithm"),
+    "blazingtext": (MODEL_SERVER, "modelyard.runtimes.blazingtext"),
+}
 
 
 # --- the zygote --------------------------------------------------------------------------
 
 
 def preload(framework: str) -> None:
-    """Import what ``framework``'s model server imports, and nothing that starts a thread."""
+    """Import what ``framework``'s model server and training import, and nothing that
+    starts a thread."""
     import modelyard.runtimes.model_server  # noqa: F401 - http server, handlers' base
 
     if framework == "xgboost":
         import numpy  # noqa: F401
         import pandas  # noqa: F401
+        import scipy.sparse  # noqa: F401
+        import sklearn.datasets  # noqa: F401 - LIBSVM input
+        import sklearn.metrics  # noqa: F401 - the metrics xgboost has no eval_metric for
 
         import modelyard.runtimes.serving.xgboost_selectable  # noqa: F401
+        import modelyard.runtimes.xgboost_algorithm  # noqa: F401
         from modelyard.runtimes.serving.xgboost_algorithm import import_xgboost
 
         import_xgboost()
@@ -68,10 +83,12 @@ def preload(framework: str) -> None:
         import fasttext  # noqa: F401
         import numpy  # noqa: F401
 
+        import modelyard.runtimes.blazingtext  # noqa: F401
         import modelyard.runtimes.serving.blazingtext  # noqa: F401
 
 
 def serve_zygote(framework: str, control_fd: int) -> int:
+    runnable = RUNNABLE.get(framework, ())
     parent = os.getppid()
     control = socket.socket(fileno=control_fd)
     try:
@@ -103,7 +120,7 @@ def serve_zygote(framework: str, control_fd: int) -> int:
         sys.stderr.flush()
         pid = os.fork()
         if pid == 0:
-            _launcher(request, fds[0], control)  # never returns
+            _launcher(request, fds[0], control, runnable)  # never returns
         os.close(fds[0])
 
 
@@ -117,8 +134,9 @@ def _reap() -> None:
             return
 
 
-def _launcher(request: dict[str, Any], conn_fd: int, control: socket.socket) -> None:
-    """In the zygote's child: set up the model server's place and fork it (never returns)."""
+def _launcher(request: dict[str, Any], conn_fd: int, control: socket.socket,
+              runnable: tuple[str, ...]) -> None:
+    """In the zygote's child: set up the server's place and fork it (never returns)."""
     status = 1
     try:
         os.close(control.detach())
@@ -134,6 +152,9 @@ def _launcher(request: dict[str, Any], conn_fd: int, control: socket.socket) -> 
             os._exit(0)  # the stub is gone
         hello = json.loads(message)
         try:
+            argv = hello["argv"]
+            if argv[1:2] != ["-m"] or argv[2:3] == [] or argv[2] not in runnable:
+                raise ValueError(f"this zygote does not run {' '.join(argv[1:3])}")
             procs = _enter(int(request["pid"]), request.get("cgroup"), hello["cwd"])
             go, gate = os.pipe()
             server = os.fork()
@@ -144,7 +165,7 @@ def _launcher(request: dict[str, Any], conn_fd: int, control: socket.socket) -> 
                 os.close(go)
                 if not released:
                     os._exit(1)
-                _model_server(hello, stdio, conn_fd, procs)
+                _server(hello, stdio, conn_fd, procs)
             os.close(go)
             try:
                 if procs is not None:  # the server, not the launcher, is in the job's cgroup
@@ -200,8 +221,9 @@ def _enter(ns_pid: int, cgroup: str | None, cwd: str) -> int | None:
     return procs
 
 
-def _model_server(hello: dict[str, Any], stdio: list[int], conn_fd: int, procs: int | None) -> None:
-    """In the launcher's child, PID 2 of the sandbox: become the model server (never returns)."""
+def _server(hello: dict[str, Any], stdio: list[int], conn_fd: int, procs: int | None) -> None:
+    """In the launcher's child, PID 2 of the sandbox: become ``python -m M ARGS`` (never
+    returns)."""
     status = 1
     try:
         import ctypes
@@ -221,14 +243,21 @@ def _model_server(hello: dict[str, Any], stdio: list[int], conn_fd: int, procs: 
         signal.signal(signal.SIGINT, signal.default_int_handler)
         os.environ.clear()
         os.environ.update(hello["env"])
-        argv = hello["argv"]
-        from modelyard.runtimes import model_server
-
-        sys.argv = [model_server.__file__, *argv[3:]]
+        module, arguments = hello["argv"][2], hello["argv"][3:]
         sys.path[0] = os.getcwd()  # as ``python -m`` sets it
         try:
-            status = model_server.main(argv[3:])
-        except SystemExit as stop:  # SIGTERM while loading, argparse errors
+            if module == MODEL_SERVER:
+                from modelyard.runtimes import model_server
+
+                sys.argv = [model_server.__file__, *arguments]
+                status = model_server.main(arguments)
+            else:
+                import runpy
+
+                sys.argv = ["-m", *arguments]  # run_module puts the module's file first
+                runpy.run_module(module, run_name="__main__", alter_sys=True)
+                status = 0
+        except SystemExit as stop:  # SIGTERM while loading, argparse errors, run_main's end
             status = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
     except BaseException:  # noqa: BLE001 - as an uncaught exception would end the interpreter
         import traceback
@@ -274,7 +303,7 @@ def run_stub(argv: list[str]) -> int:
         if stopping:
             return 128 + stopping[0]
         reason = reply.get("failed", "the zygote is gone")
-        print(f"modelyard: no warm start ({reason}); starting the model server cold",
+        print(f"modelyard: no warm start ({reason}); starting cold",
               file=sys.stderr, flush=True)
         if conn is not None:
             conn.close()
