@@ -27,16 +27,22 @@ class Received:
 
 
 class Subscriber:
-    """``with Subscriber() as endpoint:`` listens on 127.0.0.1 until the block ends."""
+    """``with Subscriber() as endpoint:`` listens on 127.0.0.1 until the block ends. While
+    ``down`` it drops each connection without an answer and records nothing: a subscriber
+    that is unavailable, on a port no other process can take meanwhile."""
 
     def __init__(self, port: int = 0, status: int = 200) -> None:
         self.status = status
+        self.down = False
         self.received: list[Received] = []
         self._lock = threading.Condition()
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                if owner.down:
+                    self.close_connection = True
+                    return
                 length = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(length).decode("utf-8")
                 with owner._lock:

@@ -21,24 +21,27 @@ import pytest
 import requests
 
 from jobs_helpers import fasttext_lines, wait_for_status
-from server_process import free_port
+from modelyard.runtimes.model_server import READY_LINE
 
 TICKETS = ["my vpn drops every hour", "paper jam in tray two again", "the monitor flickers on hdmi"]
 
 
 class ModelServer:
-    """``python -m modelyard.runtimes.model_server`` on a free port, as a controller starts it."""
+    """``python -m modelyard.runtimes.model_server`` on a port the system picks (no race with
+    other tests for a free one), as a controller starts it; its URL is read from its ready
+    line."""
 
     def __init__(self, framework: str, model_dir: Path, log_dir: Path, *args: str, **env: str) -> None:
-        self.port = free_port()
-        self.log_path = log_dir / f"model-server-{self.port}.log"
-        self.err_path = log_dir / f"model-server-{self.port}.err"
+        stem = f"model-server-{len(list(log_dir.glob('model-server-*.log')))}"
+        self.log_path = log_dir / f"{stem}.log"
+        self.err_path = log_dir / f"{stem}.err"
         self.process = subprocess.Popen(
             [sys.executable, "-m", "modelyard.runtimes.model_server", "--framework", framework,
              "--model-dir", str(model_dir), *args],
-            env={**os.environ, "SAGEMAKER_BIND_TO_PORT": str(self.port), **env},
+            env={**os.environ, "SAGEMAKER_BIND_TO_PORT": "0", **env},
             stdout=open(self.log_path, "wb"), stderr=open(self.err_path, "wb"))
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = ""
+        self.port = 0
         self.http = requests.Session()
 
     def wait_ready(self, timeout: float = 120) -> "ModelServer":
@@ -46,12 +49,14 @@ class ModelServer:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise AssertionError(f"model server exited {self.process.returncode}: {self.stderr()}")
-            try:
-                if self.http.get(f"{self.url}/ping", timeout=2).status_code == 200:
+            ready = [line for line in self.log_path.read_text(errors="replace").splitlines()
+                     if line.startswith(READY_LINE)]
+            if ready:
+                self.url = ready[0].split()[-1]
+                self.port = int(self.url.rsplit(":", 1)[1])
+                if self.http.get(f"{self.url}/ping", timeout=10).status_code == 200:
                     return self
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.1)
+            time.sleep(0.05)
         raise AssertionError(f"/ping did not pass in {timeout}s: {self.stderr()}")
 
     def wait_exit(self, timeout: float = 120) -> int:
@@ -284,7 +289,7 @@ def test_the_model_server_runs_in_the_job_sandbox(xgboost_model, tmp_path):
     import shutil
 
     from modelyard.engine.sandbox import Sandbox, check_sandbox_support, start_in_sandbox, terminate
-    from modelyard.runtimes.model_server import READY_LINE, serve_command
+    from modelyard.runtimes.model_server import serve_command
 
     reason = check_sandbox_support()
     if reason:
@@ -476,5 +481,4 @@ def test_a_model_that_cannot_load_exits_non_zero_with_the_reason(tmp_path, start
     assert served.wait_exit() == 1
     last_line = served.stderr().strip().splitlines()[-1]
     assert last_line.startswith("ModelError: ") and words in last_line, served.stderr()
-    with pytest.raises(requests.ConnectionError):  # it never listened
-        served.http.get(f"{served.url}/ping", timeout=2)
+    assert READY_LINE not in served.log_path.read_text()  # it never listened

@@ -10,26 +10,25 @@ from sns_subscriber import Subscriber
 
 def test_http_delivery_survives_sigkill_between_publish_and_delivery(tmp_path):
     server = ServerProcess.start(tmp_path)
-    try:
-        sns = server.client("sns")
-        topic = sns.create_topic(Name="durable-alerts")["TopicArn"]
-        with Subscriber() as endpoint:
-            port = endpoint.port
+    with Subscriber() as endpoint:
+        try:
+            sns = server.client("sns")
+            topic = sns.create_topic(Name="durable-alerts")["TopicArn"]
             sns.subscribe(TopicArn=topic, Protocol="http", Endpoint=endpoint.url)
             token = endpoint.wait_for("SubscriptionConfirmation")[0].json["Token"]
             subscription = sns.confirm_subscription(TopicArn=topic, Token=token)[
                 "SubscriptionArn"]
-        # The subscriber is down: the first attempt fails and is retried after a backoff;
-        # the server dies before it gets there.
-        message_id = sns.publish(TopicArn=topic, Message="survive me", Subject="Durable")[
-            "MessageId"]
-        server.kill()
-    except BaseException:
-        server.stop()
-        raise
-
-    with Subscriber(port=port) as endpoint:
-        restarted = ServerProcess.start(tmp_path, port=server.port)
+            # The subscriber is down: the first attempt fails and is retried after a
+            # backoff; the server dies before it gets there.
+            endpoint.down = True
+            message_id = sns.publish(TopicArn=topic, Message="survive me", Subject="Durable")[
+                "MessageId"]
+            server.kill()
+        except BaseException:
+            server.stop()
+            raise
+        endpoint.down = False
+        restarted = ServerProcess.start(tmp_path)
         try:
             (notification,) = endpoint.wait_for("Notification", timeout=60)
             envelope = notification.json
@@ -48,11 +47,10 @@ def test_http_delivery_is_retried_until_the_subscriber_listens(tmp_path):
         sns = server.client("sns")
         topic = sns.create_topic(Name="late-subscriber")["TopicArn"]
         with Subscriber() as endpoint:
-            port = endpoint.port
             sns.subscribe(TopicArn=topic, Protocol="http", Endpoint=endpoint.url)
             token = endpoint.wait_for("SubscriptionConfirmation")[0].json["Token"]
             sns.confirm_subscription(TopicArn=topic, Token=token)
-        with Subscriber(port=port, status=503) as endpoint:
+            endpoint.status = 503
             message_id = sns.publish(TopicArn=topic, Message="try again")["MessageId"]
             endpoint.wait_for("Notification", timeout=30)  # the first attempt: 503
             endpoint.status = 200
