@@ -13,9 +13,12 @@ Samplers:
   point). Optuna's GP sampler needs PyTorch, which modelyard does not ship; TPE models
   integer, log-scaled and categorical parameters natively, costs milliseconds per
   proposal, and is what Optuna pairs with Hyperband. Its random start-up phase is shortened
-  to a quarter of the budget (2-10 trials), as tuning budgets are small. (Compared offline
-  on ``bench/tuning.py``'s task over 30 seeds: 5 or 10 start-up trials, a scrambled Sobol
-  start-up, and a scikit-learn Gaussian-process EI sampler were all within noise of this.)
+  to a quarter of the budget (2-10 trials), as tuning budgets are small. On
+  ``bench/tuning.py`` (XGBoost, six hyperparameters, 30 trials, 20 seeds) it reaches Random
+  search's final best in 0.43 of the trials on scikit-learn's digits and 0.50-0.55 on
+  breast cancer, where the best losses differ by thousandths. (Compared offline on breast
+  cancer over 30 seeds: 5 or 10 start-up trials, a scrambled Sobol start-up, and a
+  scikit-learn Gaussian-process EI sampler were all within noise of this.)
 - ``Random``: ``RandomSampler``.
 - ``Grid``: ``GridSampler`` over the categorical values; it hands trial *k* the *k*-th
   point of a grid shuffled by the seed, so a replayed study continues the same order.
