@@ -325,3 +325,83 @@ def test_bad_rules_math_and_states_are_refused(cw):
                            StateReasonData="{not json")
     assert not_json.value.response["Error"]["Code"] == "InvalidFormat"
     cw.delete_alarms(AlarmNames=["json-check"])
+
+
+def actions_run(cw, name: str) -> list[str]:
+    items = cw.describe_alarm_history(AlarmName=name, HistoryItemType="Action",
+                                      ScanBy="TimestampAscending")["AlarmHistoryItems"]
+    return [item["HistorySummary"] for item in items]
+
+
+def test_actions_suppressor_holds_back_a_composite_alarms_actions(alarm_server, cw, clock, metric):
+    """ActionsSuppressor: a composite alarm's actions wait ActionsSuppressorWaitPeriod for
+    the suppressor, are suppressed while it is in ALARM, wait the extension period after it
+    leaves ALARM, and then run (recorded as a state update to the same state)."""
+    server = alarm_server[0]
+    topic = server.client("sns").create_topic(Name=f"suppressed-{metric}")["TopicArn"]
+    child, suppressor, parent = f"child-{metric}", f"maintenance-{metric}", f"parent-{metric}"
+    for name in (child, suppressor):
+        simple_alarm(cw, name, metric, TreatMissingData="ignore")
+    cw.set_alarm_state(AlarmName=child, StateValue="OK", StateReason="test")
+    cw.set_alarm_state(AlarmName=suppressor, StateValue="OK", StateReason="test")
+    for bad, words in (({"ActionsSuppressor": suppressor, "ActionsSuppressorWaitPeriod": 60},
+                        "ActionsSuppressorExtensionPeriod must be set"),
+                       ({"ActionsSuppressor": "no-such-alarm", "ActionsSuppressorWaitPeriod": 60,
+                         "ActionsSuppressorExtensionPeriod": 60}, "'no-such-alarm' of composite"),
+                       ({"ActionsSuppressorWaitPeriod": 60}, "can only be set with")):
+        with pytest.raises(ClientError) as refused:
+            cw.put_composite_alarm(AlarmName=parent, AlarmRule=f"ALARM({child})", **bad)
+        assert refused.value.response["Error"]["Code"] == "ValidationError"
+        assert words in refused.value.response["Error"]["Message"]
+    assert cw.describe_alarms(AlarmNames=[parent], AlarmTypes=["CompositeAlarm"])["CompositeAlarms"] == []
+
+    start = clock.fresh_boundary()
+    cw.put_composite_alarm(AlarmName=parent, AlarmRule=f"ALARM({child})", AlarmActions=[topic],
+                           ActionsSuppressor=suppressor, ActionsSuppressorWaitPeriod=120,
+                           ActionsSuppressorExtensionPeriod=180)
+    wait_state(cw, parent, "OK", "CompositeAlarm")
+
+    # 1. No suppressor ALARM within the wait period: the actions run when it ends.
+    cw.set_alarm_state(AlarmName=child, StateValue="ALARM", StateReason="test")
+    raised = wait_state(cw, parent, "ALARM", "CompositeAlarm")
+    assert (raised["ActionsSuppressedBy"], raised["ActionsSuppressedReason"]) == (
+        "WaitPeriod", "Actions suppressed by WaitPeriod")
+    assert "SuppressionEnds" not in raised
+    clock.goto(start + 100)
+    time.sleep(1.0)  # four evaluator polls
+    assert actions_run(cw, parent) == []
+    clock.goto(start + 140)
+    wait_until_true(lambda: actions_run(cw, parent) == [f"Successfully executed action {topic}"])
+    released = alarm(cw, parent, "CompositeAlarm")
+    assert released["StateValue"] == "ALARM" and "ActionsSuppressedBy" not in released
+    last = state_updates(cw, parent)[-1]
+    assert (last["oldState"]["stateValue"], last["newState"]["stateValue"]) == ("ALARM", "ALARM")
+
+    # 2. The suppressor goes into ALARM during the wait: the actions are suppressed...
+    cw.set_alarm_state(AlarmName=child, StateValue="OK", StateReason="test")
+    wait_state(cw, parent, "OK", "CompositeAlarm")
+    cw.set_alarm_state(AlarmName=child, StateValue="ALARM", StateReason="test")
+    assert wait_state(cw, parent, "ALARM", "CompositeAlarm")["ActionsSuppressedBy"] == "WaitPeriod"
+    cw.set_alarm_state(AlarmName=suppressor, StateValue="ALARM", StateReason="maintenance")
+    wait_until_true(lambda: alarm(cw, parent, "CompositeAlarm").get("ActionsSuppressedBy") == "Alarm")
+    clock.goto(start + 400)
+    time.sleep(1.0)
+    assert len(actions_run(cw, parent)) == 1
+    # ...and after it leaves ALARM they wait the extension period, then run.
+    cw.set_alarm_state(AlarmName=suppressor, StateValue="OK", StateReason="done")
+    wait_until_true(lambda: alarm(cw, parent, "CompositeAlarm").get("ActionsSuppressedBy")
+                    == "ExtensionPeriod")
+    clock.goto(start + 520)
+    time.sleep(1.0)
+    assert len(actions_run(cw, parent)) == 1
+    clock.goto(start + 600)
+    wait_until_true(lambda: len(actions_run(cw, parent)) == 2)
+    assert "ActionsSuppressedBy" not in alarm(cw, parent, "CompositeAlarm")
+    cw.delete_alarms(AlarmNames=[parent, child, suppressor])
+
+
+def wait_until_true(condition, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)

@@ -75,8 +75,8 @@ def deliveries_for(platform: "Platform", before: dict[str, Any], after: dict[str
     rows: list[tuple[str, str, dict[str, Any]]] = [
         (EVENT_KIND, f"cw-alarm:{history_id}:event",
          {"detail": detail, "resources": [after["AlarmArn"]], "time": now})]
-    if not after.get("ActionsEnabled", True):
-        return rows
+    if not after.get("ActionsEnabled", True) or after.get("ActionsSuppressedBy"):
+        return rows  # disabled, or held back by the composite alarm's ActionsSuppressor
     owner = {"alarm_name": after["AlarmName"], "alarm_type": after["AlarmType"]}
     for index, arn in enumerate(after.get(ACTIONS_FOR_STATE[after["StateValue"]], [])):
         kind = action_kind(arn)
@@ -102,6 +102,9 @@ def _state(document: dict[str, Any]) -> dict[str, Any]:
                                       or document["AlarmConfigurationUpdatedTimestamp"])}
     if document.get("StateReasonData"):
         state["reasonData"] = document["StateReasonData"]
+    if document.get("ActionsSuppressedBy"):
+        state["actionsSuppressedBy"] = document["ActionsSuppressedBy"]
+        state["actionsSuppressedReason"] = document.get("ActionsSuppressedReason", "")
     return state
 
 

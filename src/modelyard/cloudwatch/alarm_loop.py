@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from . import alarm_rule, alarm_store
+from . import alarm_rule, alarm_store, alarm_suppression
 from .alarm_actions import deliveries_for
 from .alarm_evaluation import (
     ALARM, OK, REASON_DATA_LIMIT, REASON_LIMIT, Decision, decide, format_time, low_sample_limit,
@@ -49,10 +49,10 @@ def notify(platform: "Platform", name: str) -> None:
 
 def state_changed(platform: "Platform", name: str) -> None:
     """An alarm changed state outside the evaluator (SetAlarmState): re-evaluate the
-    composite alarms that name it."""
+    composite alarms that name it in their rule or as their ActionsSuppressor."""
     evaluator = evaluator_for(platform)
     if evaluator is not None:
-        for parent in parents_of(platform, name):
+        for parent in evaluator.watchers(name):
             evaluator.schedule(parent, 0.0)
 
 
@@ -77,8 +77,11 @@ class AlarmEvaluator:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._failures: dict[str, str] = {}
-        # Composite alarm -> the alarms its rule names; None: read again when needed.
+        # Composite alarm -> the alarms its rule names and its ActionsSuppressor; None: read
+        # again when needed.
         self._composites: dict[str, set[str]] | None = None
+        # Composite alarm -> when its actions' wait or extension period ends.
+        self._releases: dict[str, float] = {}
 
     def start(self) -> None:
         _EVALUATORS[id(self.platform)] = self
@@ -98,7 +101,13 @@ class AlarmEvaluator:
             self._composites = None  # a put may have changed a composite alarm's rule
         self._wake.set()
 
-    def _parents(self, name: str) -> list[str]:
+    def release_at(self, name: str, moment: float) -> None:
+        with self._lock:
+            self._releases[name] = moment
+        self._wake.set()
+
+    def watchers(self, name: str) -> list[str]:
+        """The composite alarms whose state or suppression follows ``name``'s state."""
         with self._lock:
             composites = self._composites
         if composites is None:
@@ -109,6 +118,9 @@ class AlarmEvaluator:
                         alarm_rule.parse(composite["AlarmRule"])))
                 except alarm_rule.RuleError:
                     continue
+                suppressor = alarm_suppression.suppressor_name(composite)
+                if suppressor:
+                    composites[composite["AlarmName"]].add(suppressor)
             with self._lock:
                 self._composites = composites
         return sorted(parent for parent, children in composites.items() if name in children)
@@ -126,6 +138,8 @@ class AlarmEvaluator:
                     if self._stopping.is_set():
                         break
                     self._evaluate(name, now)
+                for name in self._due_releases(now):
+                    alarm_suppression.release(self.platform, name, now)
                 if now - last_purge > 3600:
                     last_purge = now
                     alarm_store.purge_history(self.platform, now)
@@ -138,10 +152,20 @@ class AlarmEvaluator:
         """Schedule metric alarms this evaluator has not seen (deleted ones drop out when
         they are next due)."""
         alarms = alarm_store.list_alarms(self.platform, "MetricAlarm")
+        pending = alarm_suppression.pending(self.platform)
         with self._lock:
             self._composites = None
             for alarm in alarms:
                 self._due.setdefault(alarm["AlarmName"], 0.0)
+            for name, moment in pending.items():
+                self._releases.setdefault(name, moment)
+
+    def _due_releases(self, now: float) -> list[str]:
+        with self._lock:
+            due = sorted(name for name, moment in self._releases.items() if moment <= now)
+            for name in due:
+                del self._releases[name]
+        return due
 
     def _due_names(self, now: float) -> list[str]:
         # A due time more than a cadence ahead means the clock was moved back: due now.
@@ -231,12 +255,15 @@ class AlarmEvaluator:
         done = alarm_store.transition(
             platform, name, state, reason, data, now=now,
             deliveries=lambda before, after, history_id: deliveries_for(
-                platform, before, after, history_id))
+                platform, before, after, history_id),
+            prepare=lambda after: alarm_suppression.on_transition(platform, after, now))
         if done is None:
             return
+        if alarm_suppression.ENDS in done.after:
+            self.release_at(name, done.after[alarm_suppression.ENDS])
         log.info("alarm %s: %s -> %s", name, done.before["StateValue"], state)
         if depth < MAX_COMPOSITE_DEPTH:
-            for parent in self._parents(name):
+            for parent in self.watchers(name):
                 composite = alarm_store.get(platform, parent)
                 if composite is not None:
                     self.evaluate_composite(composite, now, depth + 1)
@@ -257,6 +284,9 @@ class AlarmEvaluator:
 
         state = ALARM if alarm_rule.evaluate(node, state_of) else OK
         if state == alarm["StateValue"]:
+            ends = alarm_suppression.reconcile(self.platform, alarm, now)
+            if ends is not None:
+                self.release_at(alarm["AlarmName"], ends)
             return
         present = [child for child in children.values() if child is not None]
         if state == ALARM:

@@ -32,7 +32,9 @@ if TYPE_CHECKING:
 KIND = "cloudwatch-alarm"
 HISTORY_KIND = "cloudwatch-alarm-history"
 HISTORY_RETENTION_SECONDS = 14 * 24 * 3600  # CloudWatch keeps alarm history two weeks
-INTERNAL = ("AlarmType", "Tags")
+INTERNAL = ("AlarmType", "Tags", "SuppressionEnds")
+# (before, after, history id) -> outbox rows (kind, key, payload) of a state update
+Deliveries = Callable[[dict[str, Any], dict[str, Any], str], list[tuple[str, str, dict[str, Any]]]]
 
 
 @dataclass(frozen=True)
@@ -165,12 +167,12 @@ def delete_alarms(platform: "Platform", names: list[str], *, now: float) -> list
 
 def transition(platform: "Platform", name: str, state: str, reason: str, reason_data: str,
                *, now: float,
-               deliveries: Callable[[dict[str, Any], dict[str, Any], str],
-                                    list[tuple[str, str, dict[str, Any]]]]
-               ) -> Transition | None:
-    """Move an alarm to ``state`` unless it is there already (or gone): the new state,
-    its StateUpdate history item and ``deliveries(before, after, history_id)`` (outbox
-    rows: kind, key, payload) commit together."""
+               deliveries: Deliveries,
+               prepare: Callable[[dict[str, Any]], None] | None = None) -> Transition | None:
+    """Move an alarm to ``state`` unless it is there already (or gone): the new state
+    (``prepare(after)`` may add to it before it is written), its StateUpdate history item
+    and ``deliveries(before, after, history_id)`` (outbox rows: kind, key, payload) commit
+    together."""
     outbox = Outbox(platform.db)
     with platform.db.write() as connection:
         row = connection.execute(select(table.c.id, table.c.document).where(
@@ -186,16 +188,43 @@ def transition(platform: "Platform", name: str, state: str, reason: str, reason_
             after["StateReasonData"] = reason_data
         else:
             after.pop("StateReasonData", None)
-        connection.execute(update(table).where(table.c.id == row.id).values(
-            document=json.dumps(after), status=state, last_modified_time=now))
-        data = {"version": "1.0", "oldState": _state_of(before), "newState": _state_of(after)}
-        history_id = add_history(
-            connection, after, "StateUpdate",
-            f"Alarm updated from {before['StateValue']} to {state}", data, now)
-        for kind, key, payload in deliveries(before, after, history_id):
-            outbox.add(kind, key, payload, now=now, connection=connection)
+        if prepare is not None:
+            prepare(after)
+        history_id = _write_state(connection, outbox, row.id, before, after, now, deliveries)
     platform.deliveries.wake()
     return Transition(before, after, history_id)
+
+
+def restate(platform: "Platform", name: str, *, now: float,
+            edit: Callable[[dict[str, Any]], dict[str, Any]],
+            deliveries: Deliveries) -> Transition | None:
+    """A state update to the same state (``edit`` changes the rest): as ``transition``
+    records one, with its history item and deliveries. CloudWatch makes one when a
+    composite alarm's suppressed actions run at last."""
+    outbox = Outbox(platform.db)
+    with platform.db.write() as connection:
+        row = connection.execute(select(table.c.id, table.c.document).where(
+            and_(table.c.kind == KIND, table.c.name_key == name)).with_for_update()).first()
+        if row is None:
+            return None
+        before = json.loads(row.document)
+        after = edit(dict(before, StateUpdatedTimestamp=now))
+        history_id = _write_state(connection, outbox, row.id, before, after, now, deliveries)
+    platform.deliveries.wake()
+    return Transition(before, after, history_id)
+
+
+def _write_state(connection: "Connection", outbox: Outbox, row_id: int, before: dict[str, Any],
+                 after: dict[str, Any], now: float, deliveries: Deliveries) -> str:
+    connection.execute(update(table).where(table.c.id == row_id).values(
+        document=json.dumps(after), status=after["StateValue"], last_modified_time=now))
+    data = {"version": "1.0", "oldState": _state_of(before), "newState": _state_of(after)}
+    history_id = add_history(
+        connection, after, "StateUpdate",
+        f"Alarm updated from {before['StateValue']} to {after['StateValue']}", data, now)
+    for kind, key, payload in deliveries(before, after, history_id):
+        outbox.add(kind, key, payload, now=now, connection=connection)
+    return history_id
 
 
 def _state_of(document: dict[str, Any]) -> dict[str, Any]:

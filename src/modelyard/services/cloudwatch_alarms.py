@@ -82,9 +82,35 @@ def put_composite_alarm(ctx: RequestContext, request: dict[str, Any]) -> dict[st
                        f"[{', '.join(absent)}] in the alarm rule do not exist. Create them "
                        "first or fix the names (case-sensitive).")
     _check_no_cycle(ctx, name, children)
+    _check_suppressor(ctx, name, request)
     _store(ctx, alarm_config.composite_alarm_document(request), "CompositeAlarm",
            request.get("Tags"))
     return {}
+
+
+def _check_suppressor(ctx: RequestContext, name: str, request: dict[str, Any]) -> None:
+    periods = ("ActionsSuppressorWaitPeriod", "ActionsSuppressorExtensionPeriod")
+    suppressor = request.get("ActionsSuppressor")
+    if not suppressor:
+        given = [member for member in periods if request.get(member) is not None]
+        if given:
+            raise AwsError("ValidationError", f"{' and '.join(given)} can only be set with "
+                           "ActionsSuppressor, the alarm whose ALARM state suppresses this "
+                           "alarm's actions.")
+        return
+    missing = [member for member in periods if request.get(member) is None]
+    if missing:
+        raise AwsError("ValidationError", f"{' and '.join(missing)} must be set when "
+                       f"ActionsSuppressor is; composite alarm {name!r}.")
+    target = (alarm_store.get_by_arn(ctx.platform, suppressor) if suppressor.startswith("arn:")
+              else alarm_store.get(ctx.platform, suppressor))
+    if target is None:
+        raise AwsError("ValidationError", f"The ActionsSuppressor alarm {suppressor!r} of "
+                       f"composite alarm {name!r} does not exist. Create it first or fix the "
+                       "name (case-sensitive).")
+    if target["AlarmName"] == name:
+        raise AwsError("ValidationError", f"Composite alarm {name!r} cannot be its own "
+                       "ActionsSuppressor.")
 
 
 def _check_no_cycle(ctx: RequestContext, name: str, children: list[str]) -> None:
