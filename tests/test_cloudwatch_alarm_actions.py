@@ -79,8 +79,18 @@ def test_state_and_history_survive_a_restart(tmp_path):
         put(cw, metric, base + 10, 99.0)
         put(cw, metric, base + 70, 99.0)
         simple_alarm(cw, name, metric)
+        # A composite alarm whose actions wait for its suppressor when the server stops.
+        topic = server.client("sns").create_topic(Name=f"held-{metric}")["TopicArn"]
+        suppressor, composite = f"suppressor-{metric}", f"composite-{metric}"
+        simple_alarm(cw, suppressor, f"other-{metric}", TreatMissingData="ignore")
+        cw.set_alarm_state(AlarmName=suppressor, StateValue="OK", StateReason="test")
         clock.goto(base + 62)
         raised = wait_state(cw, name, "ALARM")
+        cw.put_composite_alarm(AlarmName=composite, AlarmRule=f"ALARM({name})",
+                               AlarmActions=[topic], ActionsSuppressor=suppressor,
+                               ActionsSuppressorWaitPeriod=100, ActionsSuppressorExtensionPeriod=60)
+        held = wait_state(cw, composite, "ALARM", "CompositeAlarm")
+        assert held["ActionsSuppressedBy"] == "WaitPeriod"
         server.stop()
         server = ServerProcess.start(server.data_dir, port=server.port, **server.extra_env)
         cw = server.client("cloudwatch")
@@ -91,6 +101,19 @@ def test_state_and_history_survive_a_restart(tmp_path):
         clock.goto(base + 122)  # still breaching: evaluated again, no new transition
         time.sleep(1.5)
         assert [u["newState"]["stateValue"] for u in state_updates(cw, name)] == ["ALARM"]
+        # The restarted server ends the composite's wait period and runs its actions.
+        clock.goto(base + 180)
+        deadline = time.monotonic() + WAIT_SECONDS
+
+        def actions_run() -> list[str]:
+            return [item["HistorySummary"] for item in cw.describe_alarm_history(
+                AlarmName=composite, HistoryItemType="Action")["AlarmHistoryItems"]]
+
+        while not actions_run():
+            assert time.monotonic() < deadline, "the wait period did not end after the restart"
+            time.sleep(0.1)
+        assert actions_run() == [f"Successfully executed action {topic}"]
+        assert "ActionsSuppressedBy" not in alarm(cw, composite, "CompositeAlarm")
     finally:
         server.stop()
 
