@@ -173,13 +173,8 @@ def transition(platform: "Platform", name: str, state: str, reason: str, reason_
     (``prepare(after)`` may add to it before it is written), its StateUpdate history item
     and ``deliveries(before, after, history_id)`` (outbox rows: kind, key, payload) commit
     together."""
-    outbox = Outbox(platform.db)
-    with platform.db.write() as connection:
-        row = connection.execute(select(table.c.id, table.c.document).where(
-            and_(table.c.kind == KIND, table.c.name_key == name)).with_for_update()).first()
-        if row is None:
-            return None
-        before = json.loads(row.document)
+
+    def make(before: dict[str, Any]) -> dict[str, Any] | None:
         if before["StateValue"] == state:
             return None
         after = dict(before, StateValue=state, StateReason=reason, StateUpdatedTimestamp=now,
@@ -190,9 +185,9 @@ def transition(platform: "Platform", name: str, state: str, reason: str, reason_
             after.pop("StateReasonData", None)
         if prepare is not None:
             prepare(after)
-        history_id = _write_state(connection, outbox, row.id, before, after, now, deliveries)
-    platform.deliveries.wake()
-    return Transition(before, after, history_id)
+        return after
+
+    return _update_state(platform, name, now, make, deliveries)
 
 
 def restate(platform: "Platform", name: str, *, now: float,
@@ -201,6 +196,15 @@ def restate(platform: "Platform", name: str, *, now: float,
     """A state update to the same state (``edit`` changes the rest): as ``transition``
     records one, with its history item and deliveries. CloudWatch makes one when a
     composite alarm's suppressed actions run at last."""
+    return _update_state(platform, name, now,
+                         lambda before: edit(dict(before, StateUpdatedTimestamp=now)), deliveries)
+
+
+def _update_state(platform: "Platform", name: str, now: float,
+                  make: Callable[[dict[str, Any]], dict[str, Any] | None],
+                  deliveries: Deliveries) -> Transition | None:
+    """Write ``make(before)`` (None: nothing to do), its StateUpdate history item and its
+    deliveries in one transaction."""
     outbox = Outbox(platform.db)
     with platform.db.write() as connection:
         row = connection.execute(select(table.c.id, table.c.document).where(
@@ -208,23 +212,19 @@ def restate(platform: "Platform", name: str, *, now: float,
         if row is None:
             return None
         before = json.loads(row.document)
-        after = edit(dict(before, StateUpdatedTimestamp=now))
-        history_id = _write_state(connection, outbox, row.id, before, after, now, deliveries)
+        after = make(before)
+        if after is None:
+            return None
+        connection.execute(update(table).where(table.c.id == row.id).values(
+            document=json.dumps(after), status=after["StateValue"], last_modified_time=now))
+        data = {"version": "1.0", "oldState": _state_of(before), "newState": _state_of(after)}
+        history_id = add_history(
+            connection, after, "StateUpdate",
+            f"Alarm updated from {before['StateValue']} to {after['StateValue']}", data, now)
+        for kind, key, payload in deliveries(before, after, history_id):
+            outbox.add(kind, key, payload, now=now, connection=connection)
     platform.deliveries.wake()
     return Transition(before, after, history_id)
-
-
-def _write_state(connection: "Connection", outbox: Outbox, row_id: int, before: dict[str, Any],
-                 after: dict[str, Any], now: float, deliveries: Deliveries) -> str:
-    connection.execute(update(table).where(table.c.id == row_id).values(
-        document=json.dumps(after), status=after["StateValue"], last_modified_time=now))
-    data = {"version": "1.0", "oldState": _state_of(before), "newState": _state_of(after)}
-    history_id = add_history(
-        connection, after, "StateUpdate",
-        f"Alarm updated from {before['StateValue']} to {after['StateValue']}", data, now)
-    for kind, key, payload in deliveries(before, after, history_id):
-        outbox.add(kind, key, payload, now=now, connection=connection)
-    return history_id
 
 
 def _state_of(document: dict[str, Any]) -> dict[str, Any]:
