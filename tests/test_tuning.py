@@ -148,9 +148,10 @@ def test_early_stopping_auto_stops_a_bad_trial_before_its_last_epoch(session, cl
     assert description["TrainingJobStatusCounters"]["Completed"] + len(stopped) == 7
     assert any(float(item["TunedHyperParameters"]["quality"]) < 0.05 for item in stopped)
     for item in stopped:
-        # The score reaches `quality` at the last epoch: a stopped trial never got there.
+        # The score rises to quality + 0.03 (the script's default depth 3 adds 0.03) at the
+        # last epoch: a stopped trial never got there, whichever epoch it was stopped at.
         quality = float(item["TunedHyperParameters"]["quality"])
-        assert item["FinalHyperParameterTuningJobObjectiveMetric"]["Value"] < quality - 1e-6
+        assert item["FinalHyperParameterTuningJobObjectiveMetric"]["Value"] < quality + 0.03 - 1e-6
         assert quality < description["BestTrainingJob"][
             "FinalHyperParameterTuningJobObjectiveMetric"]["Value"]
 
