@@ -151,12 +151,13 @@ class AlarmEvaluator:
     def _resync(self) -> None:
         """Schedule metric alarms this evaluator has not seen (deleted ones drop out when
         they are next due)."""
-        alarms = alarm_store.list_alarms(self.platform, "MetricAlarm")
-        pending = alarm_suppression.pending(self.platform)
+        alarms = alarm_store.list_alarms(self.platform)
+        pending = alarm_suppression.pending(alarms)
         with self._lock:
             self._composites = None
             for alarm in alarms:
-                self._due.setdefault(alarm["AlarmName"], 0.0)
+                if alarm["AlarmType"] == "MetricAlarm":
+                    self._due.setdefault(alarm["AlarmName"], 0.0)
             for name, moment in pending.items():
                 self._releases.setdefault(name, moment)
 

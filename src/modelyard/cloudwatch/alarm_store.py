@@ -191,10 +191,10 @@ def transition(platform: "Platform", name: str, state: str, reason: str, reason_
 
 
 def restate(platform: "Platform", name: str, *, now: float,
-            edit: Callable[[dict[str, Any]], dict[str, Any]],
+            edit: Callable[[dict[str, Any]], dict[str, Any] | None],
             deliveries: Deliveries) -> Transition | None:
-    """A state update to the same state (``edit`` changes the rest): as ``transition``
-    records one, with its history item and deliveries. CloudWatch makes one when a
+    """A state update to the same state (``edit`` changes the rest, or returns None: no
+    update): as ``transition`` records one, with its history item and deliveries. CloudWatch makes one when a
     composite alarm's suppressed actions run at last."""
     return _update_state(platform, name, now,
                          lambda before: edit(dict(before, StateUpdatedTimestamp=now)), deliveries)

@@ -114,15 +114,19 @@ def release(platform: "Platform", name: str, now: float) -> bool:
 
 
 def _run_actions(platform: "Platform", name: str, now: float) -> bool:
+    def unsuppress(document: dict[str, Any]) -> dict[str, Any] | None:
+        # Checked in the write's transaction: a transition since may have run the actions.
+        return _mark(document, None) if document.get("ActionsSuppressedBy") else None
+
     done = alarm_store.restate(
-        platform, name, now=now, edit=lambda document: _mark(document, None),
+        platform, name, now=now, edit=unsuppress,
         deliveries=lambda before, after, history_id: deliveries_for(
             platform, before, after, history_id))
     return done is not None
 
 
-def pending(platform: "Platform") -> dict[str, float]:
-    """Composite alarms with a period pending -> when it ends (for a starting evaluator)."""
-    return {alarm["AlarmName"]: alarm[ENDS]
-            for alarm in alarm_store.list_alarms(platform, "CompositeAlarm")
+def pending(alarms: list[dict[str, Any]]) -> dict[str, float]:
+    """Of ``alarms``, those with a period pending -> when it ends (for a starting
+    evaluator)."""
+    return {alarm["AlarmName"]: alarm[ENDS] for alarm in alarms
             if alarm.get("ActionsSuppressedBy") in (WAIT, EXTENSION) and ENDS in alarm}

@@ -68,8 +68,7 @@ def _run(platform: "Platform", name: str, job: dict, handle: JobHandle, sandbox:
     image = parse_image(job["AlgorithmSpecification"]["TrainingImage"])
     assert image is not None  # checked by CreateTrainingJob
     module, cwd = training_runtime(image, hyperparameters)
-    if module != "modelyard.runtimes.script_mode":
-        warm_up(image.framework)  # a warm start's zygote: its imports overlap the downloads
+    warm_up(image.framework, module)  # a warm start's zygote: its imports overlap the downloads
     _step(platform, name, "Downloading", "Downloading input data", TrainingStartTime=started)
     sandbox.create(SANDBOX_DIRECTORIES)
     _write_configs(sandbox, job)

@@ -39,11 +39,12 @@ import sys
 import threading
 from pathlib import Path
 
+from ..runtimes import zygote as zygote_module
+from ..runtimes.zygote import FD_ENV, MODEL_SERVER, RUNNABLE
 from .sandbox import Sandbox, start_in_sandbox
 
 log = logging.getLogger("modelyard.warm_start")
 
-WARM_FRAMEWORKS = ("xgboost", "blazingtext")
 SWITCH_ENV = "MODELYARD_WARM_START"
 
 
@@ -51,12 +52,14 @@ def enabled() -> bool:
     return os.environ.get(SWITCH_ENV, "on").strip().lower() not in ("off", "0", "false", "no")
 
 
+def runs_warm(framework: str, module: str) -> bool:
+    """Whether ``python -m module`` of a ``framework`` image starts warm."""
+    return enabled() and module in RUNNABLE.get(framework, ())
+
+
 def applies(framework: str, argv: list[str]) -> bool:
     """Whether ``argv``, a process of a ``framework`` image, can start warm."""
-    from ..runtimes.zygote import RUNNABLE
-
-    return (enabled() and framework in WARM_FRAMEWORKS and len(argv) >= 3
-            and argv[:2] == [sys.executable, "-m"] and argv[2] in RUNNABLE.get(framework, ()))
+    return len(argv) >= 3 and argv[:2] == [sys.executable, "-m"] and runs_warm(framework, argv[2])
 
 
 class Zygote:
@@ -123,10 +126,11 @@ def _zygote(framework: str) -> Zygote:
         return zygote
 
 
-def warm_up(framework: str) -> None:
-    """Start ``framework``'s zygote now, if servers of it start warm, so that its imports
-    overlap whatever comes before the server's launch. Never raises."""
-    if not enabled() or framework not in WARM_FRAMEWORKS:
+def warm_up(framework: str, module: str = MODEL_SERVER) -> None:
+    """Start ``framework``'s zygote now, if ``python -m module`` (its model server by
+    default) starts warm, so that its imports overlap whatever comes before the launch.
+    Never raises."""
+    if not runs_warm(framework, module):
         return
     try:
         _zygote(framework)
@@ -141,9 +145,6 @@ def start_warm(sandbox: Sandbox, hidden_dir: Path, cwd: str, argv: list[str],
     the module)."""
     if not applies(framework, argv):
         return start_in_sandbox(sandbox, hidden_dir, cwd, argv, env, cgroup_procs=cgroup_procs)
-    from ..runtimes import zygote as zygote_module
-    from ..runtimes.zygote import FD_ENV
-
     try:
         zygote = _zygote(framework)
     except OSError:

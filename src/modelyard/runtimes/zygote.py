@@ -153,7 +153,7 @@ def _launcher(request: dict[str, Any], conn_fd: int, control: socket.socket,
         hello = json.loads(message)
         try:
             argv = hello["argv"]
-            if argv[1:2] != ["-m"] or argv[2:3] == [] or argv[2] not in runnable:
+            if len(argv) < 3 or argv[1] != "-m" or argv[2] not in runnable:
                 raise ValueError(f"this zygote does not run {' '.join(argv[1:3])}")
             procs = _enter(int(request["pid"]), request.get("cgroup"), hello["cwd"])
             go, gate = os.pipe()
